@@ -1,0 +1,21 @@
+// The command-line front end: one function per subcommand.
+//
+// Each returns the process exit code: 0 success, 1 failure at run time,
+// 2 bad usage or bad configuration.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace couchrepd {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+// Default configuration path when --config is not given.
+constexpr const char* kDefaultConfigPath = "etc/couchrepd.yaml";
+
+int RunCheckConfig(const std::vector<std::string>& args);
+
+}  // namespace couchrepd

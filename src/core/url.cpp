@@ -1,0 +1,229 @@
+#include "couchrepd/url.h"
+
+#include <algorithm>
+#include <cctype>
+#include <regex>
+
+namespace couchrepd {
+
+namespace {
+
+constexpr std::string_view kRedactedPassword = "*****";
+
+bool IsUnreserved(unsigned char c) {
+  return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+Error UrlError(std::string reason) { return Error::Permanent("bad_url", std::move(reason)); }
+
+}  // namespace
+
+std::string PercentEncode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (IsUnreserved(c)) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> PercentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    int hi = HexValue(s[i + 1]);
+    int lo = HexValue(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+std::string EncodeDocId(std::string_view doc_id) {
+  for (std::string_view prefix : {std::string_view("_design/"), std::string_view("_local/")}) {
+    if (doc_id.substr(0, prefix.size()) == prefix) {
+      return std::string(prefix) + PercentEncode(doc_id.substr(prefix.size()));
+    }
+  }
+  return PercentEncode(doc_id);
+}
+
+std::string EncodeDbName(std::string_view db_name) { return PercentEncode(db_name); }
+
+std::string EncodeAttachmentName(std::string_view name) {
+  std::string out;
+  size_t start = 0;
+  while (true) {
+    size_t slash = name.find('/', start);
+    out += PercentEncode(name.substr(start, slash - start));
+    if (slash == std::string_view::npos) break;
+    out.push_back('/');
+    start = slash + 1;
+  }
+  return out;
+}
+
+Result<Url> ParseUrl(std::string_view text) {
+  Url url;
+  size_t colon = text.find("://");
+  if (colon == std::string_view::npos) {
+    return UrlError("not an absolute URL (expected http:// or https://)");
+  }
+  url.scheme = Lower(text.substr(0, colon));
+  if (url.scheme != "http" && url.scheme != "https") {
+    return UrlError("unsupported scheme `" + url.scheme + "` (only http and https)");
+  }
+  std::string_view rest = text.substr(colon + 3);
+  size_t auth_end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, auth_end);
+  std::string_view tail = auth_end == std::string_view::npos ? "" : rest.substr(auth_end);
+
+  // Userinfo ends at the LAST '@' of the authority: passwords may hold a raw '@'.
+  size_t at = authority.rfind('@');
+  if (at != std::string_view::npos) {
+    std::string_view userinfo = authority.substr(0, at);
+    authority = authority.substr(at + 1);
+    size_t sep = userinfo.find(':');
+    auto user = PercentDecode(userinfo.substr(0, sep));
+    if (!user) return UrlError("malformed percent-escape in the URL's user name");
+    url.user = std::move(*user);
+    if (sep != std::string_view::npos) {
+      auto password = PercentDecode(userinfo.substr(sep + 1));
+      if (!password) return UrlError("malformed percent-escape in the URL's password");
+      url.password = std::move(*password);
+    }
+  }
+  if (authority.empty()) return UrlError("the URL has no host");
+  std::string_view port_text;
+  if (authority.front() == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) return UrlError("unterminated IPv6 address in the URL");
+    url.host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return UrlError("unexpected text after the IPv6 address");
+      port_text = after.substr(1);
+      url.explicit_port = true;
+    }
+  } else {
+    size_t pc = authority.rfind(':');
+    url.host = std::string(authority.substr(0, pc));
+    if (pc != std::string_view::npos) {
+      port_text = authority.substr(pc + 1);
+      url.explicit_port = true;
+    }
+  }
+  if (url.host.empty()) return UrlError("the URL has no host");
+  for (unsigned char c : url.host) {
+    if (std::isspace(c) || c < 0x20) return UrlError("the URL's host contains a space or control character");
+  }
+  if (url.explicit_port) {
+    if (port_text.empty() || port_text.size() > 5 ||
+        !std::all_of(port_text.begin(), port_text.end(),
+                     [](unsigned char c) { return std::isdigit(c); })) {
+      return UrlError("the URL's port is not a number");
+    }
+    url.port = std::stoi(std::string(port_text));
+    if (url.port < 1 || url.port > 65535) return UrlError("the URL's port is out of range");
+  } else {
+    url.port = url.scheme == "https" ? 443 : 80;
+  }
+  size_t hash = tail.find('#');
+  if (hash != std::string_view::npos) tail = tail.substr(0, hash);
+  size_t q = tail.find('?');
+  std::string_view path = tail.substr(0, q);
+  url.path = path.empty() ? "/" : std::string(path);
+  if (q != std::string_view::npos) url.query = std::string(tail.substr(q + 1));
+  for (unsigned char c : url.path) {
+    if (c <= 0x20 || c == 0x7f) return UrlError("the URL's path contains a space or control character");
+  }
+  return url;
+}
+
+std::string Url::HostForUrl() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]";
+  return host;
+}
+
+std::string Url::Origin() const {
+  std::string out = scheme + "://" + HostForUrl();
+  if (explicit_port) out += ":" + std::to_string(port);
+  return out;
+}
+
+std::string Url::PathAndQuery() const { return query.empty() ? path : path + "?" + query; }
+
+std::string Url::WithoutCredentials() const { return Origin() + PathAndQuery(); }
+
+std::string Url::Redacted() const {
+  std::string out = scheme + "://";
+  if (user) {
+    out += PercentEncode(*user);
+    if (password) out += ":" + std::string(kRedactedPassword);
+    out += "@";
+  }
+  out += HostForUrl();
+  if (explicit_port) out += ":" + std::to_string(port);
+  return out + PathAndQuery();
+}
+
+Url Url::WithTrailingSlash() const {
+  Url copy = *this;
+  if (copy.path.empty() || copy.path.back() != '/') copy.path += "/";
+  return copy;
+}
+
+std::string RedactSecrets(std::string_view text) {
+  // URL userinfo: scheme://user:password@ -> scheme://user:*****@. The password
+  // part may hold anything but whitespace, quotes and '/', and ends at the last
+  // '@' before the host.
+  static const std::regex kUserinfo(R"re(([A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@"'<>]*):[^\s/"'<>]*@)re");
+  // Header-like secrets: `Authorization: Basic xyz`, `"authorization":"..."`, Cookie, tokens.
+  static const std::regex kHeader(
+      R"re(((?:authorization|cookie|set-cookie|x-auth-couchdb-token|proxy-authorization)"?\s*[:=]\s*"?)([^"\r\n,}]*))re",
+      std::regex::icase);
+  static const std::regex kSession(R"re((AuthSession=)[^;\s"',]*)re");
+  // Cheap pre-checks keep the common case (nothing to redact) fast.
+  std::string out(text);
+  if (out.find("://") != std::string::npos && out.find('@') != std::string::npos) {
+    out = std::regex_replace(out, kUserinfo, "$1:*****@");
+  }
+  std::string lower = Lower(out);
+  if (lower.find("authorization") != std::string::npos ||
+      lower.find("cookie") != std::string::npos || lower.find("token") != std::string::npos) {
+    out = std::regex_replace(out, kHeader, "$1*****");
+  }
+  if (out.find("AuthSession=") != std::string::npos) {
+    out = std::regex_replace(out, kSession, "$1*****");
+  }
+  return out;
+}
+
+}  // namespace couchrepd

@@ -1,0 +1,496 @@
+#include "http_session.h"
+
+#include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <simdjson.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "couchrepd/encoding.h"
+
+namespace couchrepd {
+
+namespace {
+
+constexpr Duration kSleepSlice = std::chrono::milliseconds(50);
+// Refresh a session cookie when less than this share of its lifetime is left.
+constexpr double kCookieRefreshShare = 0.1;
+// CouchDB's default session lifetime when Max-Age is absent.
+constexpr Duration kDefaultCookieLifetime = std::chrono::minutes(10);
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+HttpResponse ToResponse(const httplib::Response& res) {
+  HttpResponse out;
+  out.status = res.status;
+  for (const auto& [name, value] : res.headers) out.headers.emplace_back(Lower(name), value);
+  out.body = res.body;
+  return out;
+}
+
+bool IsRedirect(int status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+std::string FormEncode(std::string_view v) { return PercentEncode(v); }
+
+}  // namespace
+
+struct CancelToken::State {
+  std::mutex mu;
+  bool cancelled = false;
+  std::function<void()> closer;
+};
+
+CancelToken::CancelToken() : state_(std::make_shared<State>()) {}
+
+void CancelToken::Cancel() {
+  std::function<void()> closer;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->cancelled = true;
+    closer = state_->closer;
+  }
+  if (closer) closer();
+}
+
+bool CancelToken::cancelled() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->cancelled;
+}
+
+void CancelToken::SetCloser(std::function<void()> closer) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->closer = std::move(closer);
+}
+
+std::optional<std::string> HttpResponse::Header(std::string_view lower_name) const {
+  for (const auto& [name, value] : headers) {
+    if (name == lower_name) return value;
+  }
+  return std::nullopt;
+}
+
+bool SleepUnlessCancelled(Clock& clock, Duration d, CancelToken* cancel) {
+  while (d > Duration(0)) {
+    if (cancel && cancel->cancelled()) return false;
+    Duration step = std::min(d, kSleepSlice);
+    clock.SleepFor(step);
+    d -= step;
+  }
+  return !(cancel && cancel->cancelled());
+}
+
+Error ErrorFromResponse(const HttpResponse& response, std::string_view what) {
+  std::string error;
+  std::string reason;
+  if (!response.body.empty() && response.body.size() < (1 << 20)) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    if (parser.parse(response.body).get(doc) == simdjson::SUCCESS && doc.is_object()) {
+      std::string_view s;
+      if (doc["error"].get(s) == simdjson::SUCCESS) error = std::string(s);
+      if (doc["reason"].get(s) == simdjson::SUCCESS) reason = std::string(s);
+    }
+  }
+  int status = response.status;
+  if (error.empty()) {
+    switch (status) {
+      case 400: error = "bad_request"; break;
+      case 401: error = "unauthorized"; break;
+      case 403: error = "forbidden"; break;
+      case 404: error = "not_found"; break;
+      case 409: error = "conflict"; break;
+      case 412: error = "file_exists"; break;
+      case 413: error = "too_large"; break;
+      case 415: error = "bad_content_type"; break;
+      case 429: error = "too_many_requests"; break;
+      default: error = "http_" + std::to_string(status);
+    }
+  }
+  std::string full_reason = std::string(what) + " answered HTTP " + std::to_string(status);
+  if (!reason.empty()) full_reason += ": " + reason;
+  bool temporary = status == 408 || status == 429 || status >= 500;
+  Error e = temporary ? Error::Temporary(error, RedactSecrets(full_reason), status)
+                      : Error::Permanent(error, RedactSecrets(full_reason), status);
+  return e;
+}
+
+HttpSession::HttpSession(const Url& url, Credentials credentials, HttpOptions options,
+                         Clock& clock)
+    : url_(url),
+      origin_(url.Origin()),
+      host_label_(url.HostForUrl() + ":" + std::to_string(url.port)),
+      credentials_(std::move(credentials)),
+      options_(std::move(options)),
+      clock_(clock) {
+  if (!url_.explicit_port) origin_ += ":" + std::to_string(url_.port);
+}
+
+HttpSession::~HttpSession() = default;
+
+void HttpSession::Notify(HttpEvent::Kind kind, int status) const {
+  if (options_.observer) options_.observer(HttpEvent{kind, host_label_, status});
+}
+
+std::unique_ptr<httplib::Client> HttpSession::NewClient(std::optional<Duration> read_timeout) const {
+  auto client = std::make_unique<httplib::Client>(origin_);
+  client->set_connection_timeout(options_.connect_timeout);
+  client->set_read_timeout(read_timeout.value_or(options_.inactivity_timeout));
+  client->set_write_timeout(options_.inactivity_timeout);
+  client->set_keep_alive(true);
+  client->set_tcp_nodelay(options_.nodelay);
+  bool keepalive = options_.keepalive;
+  bool nodelay = options_.nodelay;
+  client->set_socket_options([keepalive, nodelay](socket_t sock) {
+    int on = keepalive ? 1 : 0;
+    setsockopt(sock, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    int nd = nodelay ? 1 : 0;
+    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &nd, sizeof nd);
+  });
+  client->set_follow_location(false);
+  if (url_.scheme == "https") {
+    client->enable_server_certificate_verification(options_.tls_verify);
+    if (!options_.ca_file.empty()) client->set_ca_cert_path(options_.ca_file);
+  }
+  return client;
+}
+
+std::unique_ptr<httplib::Client> HttpSession::Acquire() {
+  std::unique_lock<std::mutex> lock(pool_mu_);
+  int max = std::max(1, options_.max_connections);
+  pool_cv_.wait(lock, [&] { return in_use_ < max; });
+  ++in_use_;
+  if (!idle_.empty()) {
+    auto client = std::move(idle_.back());
+    idle_.pop_back();
+    return client;
+  }
+  lock.unlock();
+  return NewClient(std::nullopt);
+}
+
+void HttpSession::Release(std::unique_ptr<httplib::Client> client, bool reusable) {
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  --in_use_;
+  if (reusable && client) idle_.push_back(std::move(client));
+  pool_cv_.notify_one();
+}
+
+Pacer& HttpSession::PacerFor(const std::string& method) {
+  auto it = pacers_.find(method);
+  if (it == pacers_.end()) it = pacers_.emplace(method, Pacer(options_.pacing)).first;
+  return it->second;
+}
+
+void HttpSession::NoteSetCookie(const HttpResponse& response) {
+  for (const auto& [name, value] : response.headers) {
+    if (name != "set-cookie") continue;
+    if (value.rfind("AuthSession=", 0) != 0) continue;
+    std::string cookie = value.substr(0, value.find(';'));
+    Duration lifetime = kDefaultCookieLifetime;
+    std::string lower = Lower(value);
+    size_t ma = lower.find("max-age=");
+    if (ma != std::string::npos) {
+      long seconds = std::strtol(lower.c_str() + ma + 8, nullptr, 10);
+      if (seconds > 0) lifetime = std::chrono::seconds(seconds);
+    }
+    std::lock_guard<std::mutex> lock(auth_mu_);
+    if (cookie == "AuthSession=") continue;  // a logout, not a renewal
+    cookie_ = cookie;
+    cookie_expires_ = clock_.Now() + std::chrono::duration_cast<Duration>(
+                                         lifetime * (1.0 - kCookieRefreshShare));
+  }
+}
+
+Status HttpSession::EnsureLogin(bool force) {
+  {
+    std::lock_guard<std::mutex> lock(auth_mu_);
+    if (!force && !cookie_.empty() && clock_.Now() < cookie_expires_) return OkStatus();
+  }
+  HttpCall login;
+  login.method = "POST";
+  login.target = "/_session";
+  login.body = "name=" + FormEncode(credentials_.username) +
+               "&password=" + FormEncode(credentials_.password);
+  login.content_type = "application/x-www-form-urlencoded";
+  login.headers.emplace_back("Accept", "application/json");
+  bool streamed = false;
+  auto res = Once(login, login.target, /*with_auth=*/false, streamed, nullptr);
+  if (!res.ok()) return res.error();
+  if (res->status == 401 || res->status == 403) {
+    return Error::Permanent("unauthorized",
+                            "cookie login to " + url_.Origin() + "/_session as `" +
+                                credentials_.username + "` was refused (HTTP " +
+                                std::to_string(res->status) + ")",
+                            res->status);
+  }
+  if (res->status / 100 != 2) return ErrorFromResponse(*res, "cookie login to " + origin_);
+  NoteSetCookie(*res);
+  std::lock_guard<std::mutex> lock(auth_mu_);
+  if (cookie_.empty()) {
+    return Error::Permanent("unauthorized",
+                            "cookie login to " + url_.Origin() +
+                                "/_session returned no AuthSession cookie",
+                            res->status);
+  }
+  return OkStatus();
+}
+
+void HttpSession::AddAuthHeaders(Headers& headers) {
+  switch (credentials_.kind) {
+    case Credentials::Kind::kNone:
+      break;
+    case Credentials::Kind::kBasic:
+      headers.emplace_back("Authorization", "Basic " + Base64Encode(credentials_.username + ":" +
+                                                                    credentials_.password));
+      break;
+    case Credentials::Kind::kCookie: {
+      std::lock_guard<std::mutex> lock(auth_mu_);
+      if (!cookie_.empty()) headers.emplace_back("Cookie", cookie_);
+      break;
+    }
+    case Credentials::Kind::kProxy: {
+      const ProxyAuth& p = credentials_.proxy;
+      std::string roles;
+      for (const auto& r : p.roles) roles += (roles.empty() ? "" : ",") + r;
+      headers.emplace_back("X-Auth-CouchDB-UserName", p.name);
+      headers.emplace_back("X-Auth-CouchDB-Roles", roles);
+      if (!p.secret.empty()) {
+        headers.emplace_back("X-Auth-CouchDB-Token", HmacSha256Hex(p.secret, p.name));
+      }
+      break;
+    }
+  }
+}
+
+Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target, bool with_auth,
+                                       bool& streamed_any, httplib::Client* foreign) {
+  std::unique_ptr<httplib::Client> owned;
+  httplib::Client* client = foreign;
+  bool pooled = false;
+  if (!client) {
+    if (call.dedicated || call.read_timeout) {
+      owned = NewClient(call.read_timeout);
+    } else {
+      owned = Acquire();
+      pooled = true;
+    }
+    client = owned.get();
+  }
+  if (call.cancel) {
+    call.cancel->SetCloser([client] { client->stop(); });
+    if (call.cancel->cancelled()) {
+      call.cancel->SetCloser(nullptr);
+      if (pooled) Release(std::move(owned), true);
+      return Error::Temporary("cancelled", "the request was cancelled");
+    }
+  }
+
+  httplib::Headers headers;
+  bool has_accept = false;
+  for (const auto& [name, value] : call.headers) {
+    if (Lower(name) == "accept") has_accept = true;
+    headers.emplace(name, value);
+  }
+  if (!has_accept) headers.emplace("Accept", "application/json");
+  headers.emplace("User-Agent", options_.user_agent);
+  if (with_auth) {
+    Headers auth;
+    AddAuthHeaders(auth);
+    for (auto& [n, v] : auth) headers.emplace(n, v);
+  }
+
+  httplib::Response res;
+  httplib::Error err = httplib::Error::Success;
+  bool ok;
+  int head_status = 0;
+  if (call.upload) {
+    uint64_t total = call.upload_length;
+    auto upload = call.upload;
+    httplib::ContentProvider provider = [upload](size_t offset, size_t, httplib::DataSink& sink) {
+      if (offset != 0) return false;
+      return upload([&sink](std::string_view data) {
+        return sink.write(data.data(), data.size());
+      });
+    };
+    httplib::Result r = call.method == "POST"
+                            ? client->Post(target, headers, total, provider, call.content_type)
+                            : client->Put(target, headers, total, provider, call.content_type);
+    err = r.error();
+    ok = static_cast<bool>(r);
+    if (ok) res = r.value();
+    streamed_any = true;  // never replay an upload
+  } else {
+    httplib::Request req;
+    req.method = call.method;
+    req.path = target;
+    req.headers = headers;
+    if (!call.body.empty() || call.method == "POST" || call.method == "PUT") {
+      req.body = call.body;
+      if (!call.content_type.empty()) {
+        req.headers.emplace("Content-Type", call.content_type);
+      } else if (call.method == "POST" || call.method == "PUT") {
+        req.headers.emplace("Content-Type", "application/json");
+      }
+    }
+    if (call.on_data) {
+      req.response_handler = [&](const httplib::Response& r) {
+        head_status = r.status;
+        if (r.status / 100 == 2 && call.on_head) call.on_head(ToResponse(r));
+        return true;
+      };
+      req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+        if (head_status / 100 != 2 || IsRedirect(head_status)) {
+          res.body.append(data, len);  // an error body: keep it for the message
+          return res.body.size() < (1 << 20);
+        }
+        streamed_any = true;
+        return call.on_data(std::string_view(data, len));
+      };
+    }
+    ok = client->send(req, res, err);
+  }
+  if (call.cancel) call.cancel->SetCloser(nullptr);
+
+  if (!ok) {
+    if (pooled) Release(nullptr, false);
+    if (call.cancel && call.cancel->cancelled()) {
+      return Error::Temporary("cancelled", "the request was cancelled");
+    }
+    if (err == httplib::Error::Canceled && head_status / 100 == 2) {
+      // on_data asked to stop: a success with what was read.
+      HttpResponse partial;
+      partial.status = head_status;
+      return partial;
+    }
+    Notify(HttpEvent::Kind::kConnectionError, 0);
+    std::string reason = call.method + " " + url_.Origin() + target.substr(0, target.find('?')) +
+                         " failed: " + httplib::to_string(err);
+    if (err == httplib::Error::Read) reason += " (connection closed or silent past the timeout)";
+    if (err == httplib::Error::SSLServerVerification) {
+      return Error::Permanent("tls_verification_failed",
+                              RedactSecrets(reason + " (certificate not trusted; set a CA file)"));
+    }
+    return Error::Temporary("connection_failed", RedactSecrets(reason));
+  }
+  if (pooled) Release(std::move(owned), true);
+  Notify(HttpEvent::Kind::kResponse, res.status);
+  HttpResponse out = ToResponse(res);
+  if (head_status != 0) out.status = head_status;
+  return out;
+}
+
+Result<HttpResponse> HttpSession::Execute(HttpCall& call) {
+  const bool cookie_auth = credentials_.kind == Credentials::Kind::kCookie;
+  if (cookie_auth) {
+    Status login = EnsureLogin(false);
+    if (!login.ok() && !login.error().temporary()) return login.error();
+  }
+  RetryPlan plan(options_.retry, clock_.Now());
+  std::string target = call.target;
+  bool same_origin = true;
+  std::unique_ptr<httplib::Client> foreign;
+  int redirects = 0;
+  bool relogged = false;
+
+  while (true) {
+    {
+      Duration pause;
+      {
+        std::lock_guard<std::mutex> lock(pacing_mu_);
+        pause = PacerFor(call.method).Pause();
+      }
+      if (pause > Duration(0) && !SleepUnlessCancelled(clock_, pause, call.cancel)) {
+        return Error::Temporary("cancelled", "the request was cancelled");
+      }
+    }
+    bool streamed_any = false;
+    auto result = Once(call, target, same_origin, streamed_any, foreign.get());
+    Error failure;
+    if (result.ok()) {
+      HttpResponse& response = *result;
+      if (cookie_auth && same_origin) NoteSetCookie(response);
+      if (response.status == 429) {
+        Notify(HttpEvent::Kind::kRateLimited, 429);
+        bool at_max;
+        {
+          std::lock_guard<std::mutex> lock(pacing_mu_);
+          Pacer& pacer = PacerFor(call.method);
+          pacer.OnRateLimited();
+          at_max = pacer.AtMax();
+        }
+        if (at_max) {
+          return Error::Temporary("max_backoff",
+                                  url_.Origin() + " kept answering 429 Too Many Requests", 429);
+        }
+        continue;  // 429 does not spend retries
+      }
+      {
+        std::lock_guard<std::mutex> lock(pacing_mu_);
+        PacerFor(call.method).OnSuccess();
+      }
+      if (IsRedirect(response.status) && redirects < options_.max_redirects) {
+        auto location = response.Header("location");
+        if (location) {
+          ++redirects;
+          if (location->rfind("/", 0) == 0) {
+            target = *location;
+          } else {
+            auto next = ParseUrl(*location);
+            if (!next.ok()) return next.error();
+            target = next->PathAndQuery();
+            std::string next_origin = next->Origin();
+            if (!next->explicit_port) next_origin += ":" + std::to_string(next->port);
+            same_origin = next_origin == origin_;
+            foreign.reset();
+            if (!same_origin) {
+              // Credentials are kept only for the same origin.
+              foreign = std::make_unique<httplib::Client>(next_origin);
+              foreign->set_connection_timeout(options_.connect_timeout);
+              foreign->set_read_timeout(call.read_timeout.value_or(options_.inactivity_timeout));
+              if (next->scheme == "https") {
+                foreign->enable_server_certificate_verification(options_.tls_verify);
+                if (!options_.ca_file.empty()) foreign->set_ca_cert_path(options_.ca_file);
+              }
+            }
+          }
+          continue;
+        }
+      }
+      if (response.status == 401 && cookie_auth && same_origin && !relogged) {
+        relogged = true;
+        Status login = EnsureLogin(true);
+        if (!login.ok()) return login.error();
+        continue;
+      }
+      if (response.status < 500 && response.status != 408) return result;
+      failure = ErrorFromResponse(response, call.method + " " + url_.Origin() +
+                                                target.substr(0, target.find('?')));
+    } else {
+      failure = result.error();
+      if (failure.error == "cancelled") return failure;
+    }
+    if (streamed_any) return failure;  // a stream cannot be replayed here
+    auto wait = plan.NextWait(failure, clock_.Now());
+    if (!wait) {
+      if (plan.retries_done() > 0) {
+        failure.reason += " (after " + std::to_string(plan.retries_done()) + " retries)";
+      }
+      return failure;
+    }
+    Notify(HttpEvent::Kind::kRetry, failure.http_status);
+    if (!SleepUnlessCancelled(clock_, *wait, call.cancel)) {
+      return Error::Temporary("cancelled", "the request was cancelled");
+    }
+  }
+}
+
+}  // namespace couchrepd

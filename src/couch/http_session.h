@@ -1,0 +1,102 @@
+// HttpSession: the request loop shared by all CouchClients of one server.
+//
+// Owns the keep-alive connection pool for one origin (scheme://host:port),
+// the login state for cookie authentication and the per-method 429 pacers.
+// Execute() runs one logical request: pacing pause, authentication headers,
+// the HTTP exchange (optionally streaming the response body and/or the
+// request body), redirects, and retries with RetryPlan. Only this file's
+// implementation includes httplib.h. Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "couchrepd/couch_client.h"
+
+namespace httplib {
+class Client;
+}
+
+namespace couchrepd {
+
+struct HttpCall {
+  std::string method = "GET";
+  std::string target;      // absolute path with encoded query: "/db/_changes?since=0"
+  Headers headers;         // endpoint headers plus call-specific ones
+  std::string body;
+  std::string content_type;
+  // Streaming upload (instead of body): total length and a writer that
+  // pushes the bytes into the sink. Not retried once started.
+  uint64_t upload_length = 0;
+  std::function<bool(const std::function<bool(std::string_view)>&)> upload;
+  // Streaming download: called with each body chunk of a 2xx answer; return
+  // false to stop (the call then succeeds with what was read).
+  std::function<bool(std::string_view)> on_data;
+  // Called once with the status and headers before on_data.
+  std::function<void(const HttpResponse&)> on_head;
+  CancelToken* cancel = nullptr;
+  // A dedicated connection (outside the pool), e.g. for a continuous feed,
+  // with its own inactivity timeout.
+  bool dedicated = false;
+  std::optional<Duration> read_timeout;
+};
+
+class HttpSession {
+ public:
+  HttpSession(const Url& url, Credentials credentials, HttpOptions options, Clock& clock);
+  ~HttpSession();
+
+  Result<HttpResponse> Execute(HttpCall& call);
+  const HttpOptions& options() const { return options_; }
+  Clock& clock() { return clock_; }
+  const std::string& origin() const { return origin_; }
+  // host:port for metrics labels.
+  const std::string& host_label() const { return host_label_; }
+  const Credentials& credentials() const { return credentials_; }
+
+ private:
+  struct Attempt;
+  std::unique_ptr<httplib::Client> NewClient(std::optional<Duration> read_timeout) const;
+  std::unique_ptr<httplib::Client> Acquire();
+  void Release(std::unique_ptr<httplib::Client> client, bool reusable);
+  Result<HttpResponse> Once(HttpCall& call, const std::string& target, bool with_auth,
+                            bool& streamed_any, httplib::Client* foreign);
+  Status EnsureLogin(bool force);
+  void AddAuthHeaders(Headers& headers);
+  void NoteSetCookie(const HttpResponse& response);
+  void Notify(HttpEvent::Kind kind, int status) const;
+  Pacer& PacerFor(const std::string& method);
+
+  Url url_;
+  std::string origin_;
+  std::string host_label_;
+  Credentials credentials_;
+  HttpOptions options_;
+  Clock& clock_;
+
+  std::mutex pool_mu_;
+  std::condition_variable pool_cv_;
+  std::vector<std::unique_ptr<httplib::Client>> idle_;
+  int in_use_ = 0;
+
+  std::mutex auth_mu_;
+  std::string cookie_;          // "AuthSession=..."
+  TimePoint cookie_expires_{};  // refresh before this
+
+  std::mutex pacing_mu_;
+  std::map<std::string, Pacer> pacers_;
+};
+
+// Sleeps on `clock` in short slices so that `cancel` can interrupt it.
+// Returns false when cancelled.
+bool SleepUnlessCancelled(Clock& clock, Duration d, CancelToken* cancel);
+
+// Builds an Error from a non-2xx response (CouchDB's error/reason when the
+// body has them). 408, 429 and 5xx are temporary.
+Error ErrorFromResponse(const HttpResponse& response, std::string_view what);
+
+}  // namespace couchrepd

@@ -1,0 +1,49 @@
+#include <doctest/doctest.h>
+
+#include "couchrepd/encoding.h"
+#include "couchrepd/json.h"
+
+using namespace couchrepd;
+
+TEST_CASE("JsonQuote escapes control characters, quotes and invalid UTF-8") {
+  CHECK(JsonQuote("a\"b\\c") == R"("a\"b\\c")");
+  CHECK(JsonQuote("line\nnext\t\x01") == R"("line\nnext\t\u0001")");
+  CHECK(JsonQuote("日本") == "\"日本\"");
+  CHECK(JsonQuote("bad\xFFutf8") == "\"bad\xEF\xBF\xBDutf8\"");
+  CHECK(JsonQuote("\xED\xA0\x80") == "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");  // surrogate
+}
+
+TEST_CASE("JsonWriter builds nested compact JSON with raw values") {
+  JsonWriter w;
+  w.BeginObject()
+      .Key("a")
+      .Int(-3)
+      .Key("b")
+      .BeginArray()
+      .Bool(true)
+      .Null()
+      .String("x")
+      .EndArray()
+      .Key("seq")
+      .Raw(R"("12-g1AA")")
+      .Key("empty")
+      .BeginObject()
+      .EndObject()
+      .EndObject();
+  CHECK(w.str() == R"({"a":-3,"b":[true,null,"x"],"seq":"12-g1AA","empty":{}})");
+}
+
+TEST_CASE("base64, hex, md5 and hmac match known values") {
+  CHECK(Base64Encode("user:pass") == "dXNlcjpwYXNz");
+  CHECK(Base64Encode("") == "");
+  CHECK(*Base64Decode("dXNlcjpwYXNz") == "user:pass");
+  CHECK(*Base64Decode("YQ") == "a");
+  CHECK(*Base64Decode("YWI=") == "ab");
+  CHECK_FALSE(Base64Decode("not base64!").has_value());
+  CHECK(HexEncode(Md5("")) == "d41d8cd98f00b204e9800998ecf8427e");
+  CHECK(HmacSha256Hex("key", "The quick brown fox jumps over the lazy dog") ==
+        "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
+  auto a = RandomHex32();
+  CHECK(a.size() == 32);
+  CHECK(a != RandomHex32());
+}

@@ -1,0 +1,92 @@
+#include <doctest/doctest.h>
+
+#include "couchrepd/url.h"
+
+using namespace couchrepd;
+
+TEST_CASE("ParseUrl splits and percent-decodes userinfo with @, : and escapes") {
+  auto u = ParseUrl("http://bob:p%40ss%3Aw%2Frd@db.example.com:5984/my%2Fdb/");
+  REQUIRE(u.ok());
+  CHECK(u->scheme == "http");
+  CHECK(*u->user == "bob");
+  CHECK(*u->password == "p@ss:w/rd");
+  CHECK(u->host == "db.example.com");
+  CHECK(u->port == 5984);
+  CHECK(u->path == "/my%2Fdb/");
+  CHECK(u->Redacted() == "http://bob:*****@db.example.com:5984/my%2Fdb/");
+  CHECK(u->WithoutCredentials() == "http://db.example.com:5984/my%2Fdb/");
+}
+
+TEST_CASE("ParseUrl takes the last @ as the end of a raw password") {
+  auto u = ParseUrl("https://admin:se@cret@host/db");
+  REQUIRE(u.ok());
+  CHECK(*u->password == "se@cret");
+  CHECK(u->host == "host");
+  CHECK(u->port == 443);
+  CHECK_FALSE(u->explicit_port);
+  CHECK(u->WithTrailingSlash().path == "/db/");
+}
+
+TEST_CASE("ParseUrl handles IPv6, queries and defaults") {
+  auto u = ParseUrl("http://[::1]:5984/db?x=1");
+  REQUIRE(u.ok());
+  CHECK(u->host == "::1");
+  CHECK(u->HostForUrl() == "[::1]");
+  CHECK(u->query == "x=1");
+  CHECK(u->Origin() == "http://[::1]:5984");
+  auto bare = ParseUrl("HTTP://Host");
+  REQUIRE(bare.ok());
+  CHECK(bare->scheme == "http");
+  CHECK(bare->host == "Host");
+  CHECK(bare->port == 80);
+  CHECK(bare->path == "/");
+}
+
+TEST_CASE("ParseUrl rejects bad URLs with a plain reason and no password") {
+  struct Case {
+    const char* url;
+    const char* reason_part;
+  };
+  for (auto c : {Case{"ftp://u:secretpw@host/db", "unsupported scheme"},
+                 Case{"mydb", "not an absolute URL"}, Case{"http://u:secretpw@:80/", "no host"},
+                 Case{"http://host:99999/", "port is out of range"},
+                 Case{"http://host:abc/", "not a number"},
+                 Case{"http://u:bad%zzsecretpw@host/", "percent-escape"},
+                 Case{"http://host/a b", "space"}}) {
+    CAPTURE(c.url);
+    auto u = ParseUrl(c.url);
+    REQUIRE_FALSE(u.ok());
+    CHECK(u.error().Message().find(c.reason_part) != std::string::npos);
+    CHECK(u.error().Message().find("secretpw") == std::string::npos);
+  }
+}
+
+TEST_CASE("document ids, db names and attachment names are encoded for paths") {
+  CHECK(EncodeDocId("a/b") == "a%2Fb");
+  CHECK(EncodeDocId("a+b") == "a%2Bb");
+  CHECK(EncodeDocId("a%b") == "a%25b");
+  CHECK(EncodeDocId("a b") == "a%20b");
+  CHECK(EncodeDocId("\xC3\xBC") == "%C3%BC");
+  CHECK(EncodeDocId("_design/app") == "_design/app");
+  CHECK(EncodeDocId("_design/a/b") == "_design/a%2Fb");
+  CHECK(EncodeDocId("_local/x y") == "_local/x%20y");
+  CHECK(EncodeDbName("team/_replicator") == "team%2F_replicator");
+  CHECK(EncodeAttachmentName("dir/file name.txt") == "dir/file%20name.txt");
+  CHECK(*PercentDecode(PercentEncode("ünï©ødé-日本 /+%?#")) == "ünï©ødé-日本 /+%?#");
+  CHECK_FALSE(PercentDecode("%4").has_value());
+  CHECK_FALSE(PercentDecode("%G0").has_value());
+}
+
+TEST_CASE("RedactSecrets masks URL passwords and auth headers in free text") {
+  CHECK(RedactSecrets("GET http://bob:hunter2@host/db failed") ==
+        "GET http://bob:*****@host/db failed");
+  CHECK(RedactSecrets("src=https://bob:p%40ss@h:1/x tgt=http://al:p@w@h2/y") ==
+        "src=https://bob:*****@h:1/x tgt=http://al:*****@h2/y");
+  CHECK(RedactSecrets("Authorization: Basic Ym9iOmh1bnRlcjI=") == "Authorization: *****");
+  CHECK(RedactSecrets(R"({"headers":{"Authorization":"Bearer abc.def"}})") ==
+        R"({"headers":{"Authorization":"*****"}})");
+  CHECK(RedactSecrets("Cookie: AuthSession=YWRtaW46NjU") == "Cookie: *****");
+  CHECK(RedactSecrets("set AuthSession=abc; Path=/") == "set AuthSession=*****; Path=/");
+  CHECK(RedactSecrets("http://host/db with no secret") == "http://host/db with no secret");
+  CHECK(RedactSecrets("mail bob@example.com") == "mail bob@example.com");
+}
