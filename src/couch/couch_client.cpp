@@ -41,13 +41,26 @@ Error BadJson(std::string_view what) {
 
 std::string ToString(std::string_view s) { return std::string(s); }
 
-// Raw JSON of an ondemand value.
+// Raw JSON text of an ondemand value (consumes it).
 std::string RawJson(simdjson::ondemand::value v) {
   std::string_view raw;
-  if (v.raw_json().get(raw) != simdjson::SUCCESS) return "";
-  // raw_json of a scalar may carry trailing whitespace.
+  simdjson::ondemand::json_type type;
+  if (v.type().get(type) != simdjson::SUCCESS) return "";
+  if (type == simdjson::ondemand::json_type::object) {
+    simdjson::ondemand::object o;
+    if (v.get_object().get(o) != simdjson::SUCCESS || o.raw_json().get(raw) != simdjson::SUCCESS) {
+      return "";
+    }
+  } else if (type == simdjson::ondemand::json_type::array) {
+    simdjson::ondemand::array a;
+    if (v.get_array().get(a) != simdjson::SUCCESS || a.raw_json().get(raw) != simdjson::SUCCESS) {
+      return "";
+    }
+  } else {
+    raw = v.raw_json_token();
+  }
   while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' ||
-                          raw.back() == '\t')) {
+                          raw.back() == '\t' || raw.back() == ',')) {
     raw.remove_suffix(1);
   }
   return std::string(raw);
@@ -682,7 +695,7 @@ Result<DocWriteResult> CouchClient::PutDocMultipart(std::string_view id, std::st
   std::vector<std::string> part_heads;
   uint64_t total = head.size() + writer.Closing().size();
   for (const auto& a : attachments) {
-    part_heads.push_back(writer.AttachmentPartHeader(a.name, a.content_type, a.encoding));
+    part_heads.push_back(writer.AttachmentPartHeader(a.name, a.content_type, a.encoding, a.length));
     total += part_heads.back().size() + a.length + writer.AttachmentPartEnd().size();
   }
   QueryParams q;
