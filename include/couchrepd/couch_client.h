@@ -29,35 +29,13 @@
 
 #include "couchrepd/changes_parser.h"
 #include "couchrepd/clock.h"
+#include "couchrepd/endpoint.h"
 #include "couchrepd/multipart.h"
 #include "couchrepd/result.h"
 #include "couchrepd/retry_policy.h"
 #include "couchrepd/url.h"
 
 namespace couchrepd {
-
-using Headers = std::vector<std::pair<std::string, std::string>>;
-using QueryParams = std::vector<std::pair<std::string, std::string>>;
-
-struct ProxyAuth {
-  std::string name;
-  std::vector<std::string> roles;
-  std::string secret;  // shared secret; token = hex HMAC-SHA256(name, secret)
-};
-
-struct Credentials {
-  enum class Kind { kNone, kBasic, kCookie, kProxy };
-  Kind kind = Kind::kNone;
-  std::string username;
-  std::string password;  // never logged
-  ProxyAuth proxy;
-};
-
-struct Endpoint {
-  Url url;           // no userinfo needed here: credentials live in `credentials`
-  Headers headers;   // extra headers sent with every request (e.g. a bearer token)
-  Credentials credentials;
-};
 
 // What the request loop reports for metrics; called on the requesting thread.
 struct HttpEvent {
