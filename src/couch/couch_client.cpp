@@ -732,6 +732,7 @@ Result<AttachmentInfo> CouchClient::GetAttachment(std::string_view doc_id, std::
       MakeCall(endpoint_, "GET", EncodeDocId(doc_id) + "/" + EncodeAttachmentName(name), q);
   call.headers.emplace_back("Accept", "*/*");
   call.cancel = cancel;
+  call.raw_body = true;
   AttachmentInfo info;
   call.on_head = [&](const HttpResponse& head) {
     info.content_type = head.Header("content-type").value_or("application/octet-stream");

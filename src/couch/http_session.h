@@ -43,6 +43,9 @@ struct HttpCall {
   // with its own inactivity timeout.
   bool dedicated = false;
   std::optional<Duration> read_timeout;
+  // Deliver the body as the server encoded it (e.g. a gzip-stored attachment
+  // stays gzip): asks for gzip and turns decompression off. Dedicated client.
+  bool raw_body = false;
 };
 
 class HttpSession {
@@ -60,7 +63,8 @@ class HttpSession {
 
  private:
   struct Attempt;
-  std::unique_ptr<httplib::Client> NewClient(std::optional<Duration> read_timeout) const;
+  std::unique_ptr<httplib::Client> NewClient(std::optional<Duration> read_timeout,
+                                             bool decompress = true) const;
   std::unique_ptr<httplib::Client> Acquire();
   void Release(std::unique_ptr<httplib::Client> client, bool reusable);
   Result<HttpResponse> Once(HttpCall& call, const std::string& target, bool with_auth,

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 #include <simdjson.h>
 
+#include <algorithm>
+#include <map>
 #include <set>
 
 #include "couch/client_fixture.h"
@@ -279,7 +281,7 @@ TEST_CASE("5xx answers are retried, then succeed; 4xx are not retried") {
   REQUIRE(db.CreateDb().ok());
   REQUIRE(server.Request("POST", "/_test/faults",
                          R"({"method":"GET","path":"^/faulty/?$","status":503,"count":2})")
-              .status == 200);
+              .status / 100 == 2);
   auto before = server.Request("GET", "/_test/requests?path=%5E%2Ffaulty%2F%3F%24");
   auto info = db.GetDbInfo();
   REQUIRE(info.ok());
@@ -288,7 +290,7 @@ TEST_CASE("5xx answers are retried, then succeed; 4xx are not retried") {
 
   REQUIRE(server.Request("POST", "/_test/faults",
                          R"({"method":"GET","path":"^/faulty/?$","status":400,"count":1})")
-              .status == 200);
+              .status / 100 == 2);
   auto bad = db.GetDbInfo();
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().http_status == 400);
@@ -311,7 +313,7 @@ TEST_CASE("429 answers slow the endpoint down without spending retries") {
   CouchClient client(e, o);
   REQUIRE(server.Request("POST", "/_test/faults",
                          R"({"method":"GET","path":"^/paced/?$","status":429,"count":4})")
-              .status == 200);
+              .status / 100 == 2);
   auto info = client.GetDbInfo();
   REQUIRE(info.ok());
   CHECK(limited == 4);
