@@ -9,7 +9,7 @@ TEST_SERVER_DIR="$REPO_ROOT/tests/server"
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES=(g++ meson ninja-build pkg-config cmake libcpp-httplib-dev libsimdjson-dev
               libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev libssl-dev zlib1g-dev
-              libbrotli-dev nodejs npm curl openssl)
+              libbrotli-dev curl openssl)
 
 log() { printf '\033[1m[couchrepd]\033[0m %s\n' "$*" >&2; }
 
@@ -22,6 +22,10 @@ ensure_apt_packages() {
   for p in "${APT_PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  # Node.js may come from elsewhere than Debian (e.g. a newer build with its
+  # own npm): only ask apt for it when the commands are missing.
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
