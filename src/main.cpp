@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
   std::string command = args[0];
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (command == "check-config") return couchrepd::RunCheckConfig(rest);
-  if (command == "serve" || command == "replicate") {
+  if (command == "replicate") return couchrepd::RunReplicate(rest);
+  if (command == "serve") {
     std::fprintf(stderr, "couchrepd %s: not available in this build yet\n", command.c_str());
     return couchrepd::kExitFailure;
   }

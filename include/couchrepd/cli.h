@@ -17,5 +17,6 @@ constexpr int kExitUsage = 2;
 constexpr const char* kDefaultConfigPath = "etc/couchrepd.yaml";
 
 int RunCheckConfig(const std::vector<std::string>& args);
+int RunReplicate(const std::vector<std::string>& args);
 
 }  // namespace couchrepd

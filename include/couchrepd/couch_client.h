@@ -260,7 +260,9 @@ class CouchClient {
                                          std::vector<StreamedAttachment> attachments,
                                          bool new_edits);
 
-  // Attachments, streamed both ways.
+  // Attachments, streamed both ways. GetAttachment delivers the bytes as the
+  // server stores them: AttachmentInfo::content_encoding is "gzip" when they
+  // are compressed (so digests and encodings can be passed on unchanged).
   Result<AttachmentInfo> GetAttachment(std::string_view doc_id, std::string_view name,
                                        std::string_view rev,
                                        const std::function<bool(std::string_view)>& sink,

@@ -1,0 +1,74 @@
+// ReplicationJob: runs one replication (source -> target) to completion, to
+// a failure, or until stopped.
+//
+// Start: create the target when asked, read both databases' info and both
+// `_local/<base>` checkpoints, and pick the start sequence (SPEC §4.1). Then a
+// changes reader thread streams `_changes` rows into a bounded channel;
+// `worker_processes` worker threads each take up to `worker_batch_size` rows,
+// numbered in feed order, and run _revs_diff -> _bulk_get (or open_revs) ->
+// _bulk_docs new_edits=false, streaming big attachments through multipart
+// PUTs. The through sequence advances only over fully written prefixes of
+// batches (SeqTracker) and is checkpointed to both sides every
+// checkpoint_interval, at completion and on Stop().
+//
+// Thread safety: Run() blocks its caller; Stop() and Snapshot() may be called
+// from any thread at any time.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "couchrepd/clock.h"
+#include "couchrepd/couch_client.h"
+#include "couchrepd/replication_id.h"
+#include "couchrepd/replication_spec.h"
+#include "couchrepd/replication_stats.h"
+#include "couchrepd/result.h"
+
+namespace couchrepd {
+
+struct JobSettings {
+  ReplicationSpec spec;      // local endpoints already resolved
+  ReplicationId id;
+  HttpOptions http;          // base options; the spec's per-job values override
+  int64_t attachment_stream_threshold_bytes = 1 << 20;
+  Duration heartbeat = std::chrono::seconds(10);  // continuous source feed
+  std::string log_prefix;    // e.g. "[_replicator/mydoc]"
+};
+
+struct JobSnapshot {
+  ReplicationStats stats;
+  std::optional<std::string> source_seq;        // newest sequence seen from the feed
+  std::optional<std::string> through_seq;       // everything up to here is written
+  std::optional<std::string> checkpointed_seq;  // last checkpointed through_seq
+  int64_t changes_pending = 0;
+  double started_unix = 0;
+  double last_checkpoint_unix = 0;  // 0: none yet
+  bool caught_up = false;           // continuous: the feed has been drained once
+};
+
+enum class JobEnd {
+  kCompleted,  // one-shot: everything up to the feed's last_seq is written
+  kStopped,    // Stop() was called (after a checkpoint)
+};
+
+class ReplicationJob {
+ public:
+  ReplicationJob(JobSettings settings, Clock& clock = SystemClock());
+  ~ReplicationJob();
+  ReplicationJob(const ReplicationJob&) = delete;
+  ReplicationJob& operator=(const ReplicationJob&) = delete;
+
+  Result<JobEnd> Run();
+  // Graceful stop: no new batches, in-flight ones finish, then a checkpoint.
+  void Stop();
+  JobSnapshot Snapshot() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace couchrepd

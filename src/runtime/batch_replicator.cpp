@@ -1,0 +1,391 @@
+#include "batch_replicator.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+#include <unordered_map>
+
+#include "couchrepd/doc_shape.h"
+#include "couchrepd/encoding.h"
+#include "couchrepd/json.h"
+#include "couchrepd/json_fields.h"
+
+namespace couchrepd {
+
+namespace {
+
+constexpr size_t kFileChunk = 64 * 1024;
+
+struct Fetched {
+  std::string id;
+  std::string rev;
+  std::string json;
+  std::vector<std::string> possible_ancestors;
+};
+
+// A document body that failed to be written but may not fail the job
+// (SPEC §4.2: 401/403 from a validation function, 413, 415).
+bool IsDocLevelWriteFailure(std::string_view error) {
+  return error == "forbidden" || error == "unauthorized" || error == "too_large" ||
+         error == "request_entity_too_large" || error == "document_too_large" ||
+         error == "bad_content_type" || error == "unsupported_media_type";
+}
+
+bool IsUnsupportedEndpoint(const Error& e) {
+  return e.http_status == 400 || e.http_status == 404 || e.http_status == 405 ||
+         e.http_status == 501;
+}
+
+struct FileCloser {
+  void operator()(FILE* f) const {
+    if (f) std::fclose(f);
+  }
+};
+using TempFile = std::unique_ptr<FILE, FileCloser>;
+
+class BatchRun {
+ public:
+  BatchRun(const std::vector<ChangeRow>& rows, BatchContext& ctx) : rows_(rows), ctx_(ctx) {}
+
+  Result<ReplicationStats> Run() {
+    // 1. Every revision of every row, grouped by id in feed order.
+    std::vector<std::pair<std::string, std::vector<std::string>>> revs;
+    std::unordered_map<std::string, size_t> index;
+    for (const auto& row : rows_) {
+      if (row.id.empty()) continue;  // an end-of-feed marker
+      auto [it, inserted] = index.emplace(row.id, revs.size());
+      if (inserted) revs.push_back({row.id, {}});
+      auto& list = revs[it->second].second;
+      for (const auto& r : row.revs) {
+        if (std::find(list.begin(), list.end(), r) == list.end()) list.push_back(r);
+        ++stats_.revisions_checked;
+      }
+    }
+    if (revs.empty()) return stats_;
+
+    // 2. What the target lacks.
+    auto diff = ctx_.target->RevsDiff(revs);
+    if (!diff.ok()) return diff.error();
+    std::vector<RevsDiffEntry> missing;
+    for (auto& e : *diff) {
+      if (e.missing.empty()) continue;
+      stats_.missing_revisions_found += static_cast<int64_t>(e.missing.size());
+      missing.push_back(std::move(e));
+    }
+    if (missing.empty()) return stats_;
+
+    // 3. Fetch them (attachment stubs only, first).
+    auto fetched = Fetch(missing, /*attachments=*/false);
+    if (!fetched.ok()) return fetched.error();
+
+    // 4. Sort by how attachments must travel.
+    std::vector<Fetched> plain, inline_atts, streamed;
+    for (auto& f : *fetched) {
+      if (!ctx_.may_write_design_docs && f.id.rfind("_design/", 0) == 0) {
+        ++stats_.doc_write_failures;
+        spdlog::warn("{} {} not written: design documents need user_ctx with the _admin role "
+                     "for a local target", ctx_.log_prefix, f.id);
+        continue;
+      }
+      if (f.json.find("\"_attachments\"") == std::string::npos) {
+        plain.push_back(std::move(f));
+        continue;
+      }
+      auto shape = ReadDocShape(f.json);
+      if (!shape.ok()) return shape.error();
+      int64_t known = KnownAncestorGeneration(*shape, f.possible_ancestors);
+      int64_t bytes = BytesToSend(*shape, known);
+      bool any_needed = false;
+      for (const auto& a : shape->attachments) {
+        if (a.revpos > known || a.revpos == 0) any_needed = true;
+      }
+      if (!any_needed) {
+        plain.push_back(std::move(f));
+      } else if (bytes <= ctx_.stream_threshold_bytes) {
+        inline_atts.push_back(std::move(f));
+      } else {
+        streamed.push_back(std::move(f));
+      }
+    }
+
+    // 5. Small attachments: fetch again with their data inline.
+    if (!inline_atts.empty()) {
+      std::vector<RevsDiffEntry> again;
+      for (const auto& f : inline_atts) {
+        again.push_back({f.id, {f.rev}, f.possible_ancestors});
+      }
+      auto with_data = Fetch(again, /*attachments=*/true, /*count_reads=*/false);
+      if (!with_data.ok()) return with_data.error();
+      for (auto& f : *with_data) plain.push_back(std::move(f));
+    }
+
+    // 6. Write.
+    if (!plain.empty()) {
+      std::vector<std::string> docs;
+      std::vector<std::string> ids;
+      docs.reserve(plain.size());
+      for (auto& f : plain) {
+        ids.push_back(f.id);
+        docs.push_back(std::move(f.json));
+      }
+      Status s = WriteDocs(docs, ids);
+      if (!s.ok()) return s.error();
+    }
+    for (const auto& f : streamed) {
+      Status s = WriteStreamed(f);
+      if (!s.ok()) return s.error();
+    }
+    return stats_;
+  }
+
+ private:
+  // Fetches the given revisions; docs that no longer exist are skipped.
+  Result<std::vector<Fetched>> Fetch(const std::vector<RevsDiffEntry>& wanted, bool attachments,
+                                     bool count_reads = true) {
+    std::vector<Fetched> out;
+    std::map<std::string, std::vector<std::string>> ancestors;
+    for (const auto& e : wanted) ancestors[e.id] = e.possible_ancestors;
+    bool bulk = ctx_.use_bulk_get && !ctx_.bulk_get_unsupported->load();
+    if (bulk) {
+      std::vector<BulkGetItem> items;
+      for (const auto& e : wanted) {
+        for (const auto& rev : e.missing) items.push_back({e.id, rev, e.possible_ancestors});
+      }
+      auto r = ctx_.source->BulkGet(items, attachments);
+      if (r.ok()) {
+        std::set<std::pair<std::string, std::string>> seen;
+        for (auto& d : *r) {
+          if (!d.ok) {
+            spdlog::debug("{} {}@{} not fetched: {} {}", ctx_.log_prefix, d.id, d.rev, d.error,
+                          d.reason);
+            continue;
+          }
+          // latest=true may answer the same newer leaf for several requests.
+          if (!seen.insert({d.id, d.rev}).second) continue;
+          if (count_reads) ++stats_.docs_read;
+          out.push_back({d.id, d.rev, std::move(d.json), ancestors[d.id]});
+        }
+        return out;
+      }
+      if (!IsUnsupportedEndpoint(r.error())) return r.error();
+      spdlog::info("{} the source has no usable _bulk_get ({}); using open_revs", ctx_.log_prefix,
+                   r.error().Message());
+      ctx_.bulk_get_unsupported->store(true);
+    }
+    for (const auto& e : wanted) {
+      OpenRevsOptions o;
+      o.atts_since = e.possible_ancestors;
+      o.attachments = attachments;
+      auto r = ctx_.source->OpenRevs(e.id, e.missing, o);
+      if (!r.ok()) {
+        if (r.error().http_status == 404) continue;  // gone meanwhile
+        return r.error();
+      }
+      std::set<std::string> seen;
+      for (auto& d : *r) {
+        if (d.missing) continue;
+        auto shape = ReadDocShape(d.json);
+        if (!shape.ok()) return shape.error();
+        if (!seen.insert(shape->rev).second) continue;
+        if (count_reads) ++stats_.docs_read;
+        if (!d.attachments.empty()) {
+          // Multipart answer: put the attachment bodies back inline.
+          auto inlined = InlineMultipartAttachments(d);
+          if (!inlined.ok()) return inlined.error();
+          d.json = std::move(*inlined);
+        }
+        out.push_back({e.id, shape->rev, std::move(d.json), e.possible_ancestors});
+      }
+    }
+    return out;
+  }
+
+  static Result<std::string> InlineMultipartAttachments(const OpenRevsDoc& d);
+
+  // _bulk_docs new_edits=false, split in halves on 413.
+  Status WriteDocs(const std::vector<std::string>& docs, const std::vector<std::string>& ids) {
+    auto r = ctx_.target->BulkDocs(docs, /*new_edits=*/false);
+    if (!r.ok()) {
+      if (r.error().http_status == 413) {
+        if (docs.size() == 1) {
+          ++stats_.doc_write_failures;
+          spdlog::warn("{} {} not written: too large for the target ({})", ctx_.log_prefix,
+                       ids[0], r.error().Message());
+          return OkStatus();
+        }
+        size_t half = docs.size() / 2;
+        auto mid = static_cast<std::ptrdiff_t>(half);
+        Status a = WriteDocs({docs.begin(), docs.begin() + mid}, {ids.begin(), ids.begin() + mid});
+        if (!a.ok()) return a;
+        return WriteDocs({docs.begin() + mid, docs.end()}, {ids.begin() + mid, ids.end()});
+      }
+      return r.error();
+    }
+    int64_t failures = 0;
+    for (const auto& w : *r) {
+      if (w.error.empty()) continue;
+      if (IsDocLevelWriteFailure(w.error)) {
+        ++failures;
+        spdlog::warn("{} {} not written: {}: {}", ctx_.log_prefix, w.id, w.error, w.reason);
+        continue;
+      }
+      return Error::Permanent("write_failed", "the target refused " + w.id + ": " + w.error +
+                                                  (w.reason.empty() ? "" : ": " + w.reason));
+    }
+    stats_.doc_write_failures += failures;
+    stats_.docs_written += static_cast<int64_t>(docs.size()) - failures;
+    return OkStatus();
+  }
+
+  // Big attachments: each downloaded to a temporary file, then one multipart
+  // PUT with new_edits=false streaming from the files.
+  Status WriteStreamed(const Fetched& f) {
+    auto shape = ReadDocShape(f.json);
+    if (!shape.ok()) return shape.error();
+    int64_t known = KnownAncestorGeneration(*shape, f.possible_ancestors);
+    std::vector<CouchClient::StreamedAttachment> atts;
+    std::vector<TempFile> files;
+    std::set<std::string> follows;
+    std::map<std::string, std::pair<std::string, int64_t>> received;  // name -> encoding, bytes
+    for (const auto& a : shape->attachments) {
+      if (!(a.revpos > known || a.revpos == 0)) continue;
+      TempFile file(std::tmpfile());
+      if (!file) return Error::Temporary("tmpfile", "cannot create a temporary file");
+      int64_t bytes = 0;
+      FILE* fp = file.get();
+      auto info = ctx_.source->GetAttachment(f.id, a.name, f.rev, [&](std::string_view chunk) {
+        bytes += static_cast<int64_t>(chunk.size());
+        return std::fwrite(chunk.data(), 1, chunk.size(), fp) == chunk.size();
+      });
+      if (!info.ok()) return info.error();
+      std::fflush(fp);
+      received[a.name] = {info->content_encoding, bytes};
+      follows.insert(a.name);
+      CouchClient::StreamedAttachment sa;
+      sa.name = a.name;
+      sa.content_type = a.content_type;
+      sa.encoding = info->content_encoding;
+      sa.length = static_cast<uint64_t>(bytes);
+      sa.provider = [fp](const std::function<bool(std::string_view)>& sink) {
+        std::rewind(fp);
+        std::vector<char> buf(kFileChunk);
+        size_t n;
+        while ((n = std::fread(buf.data(), 1, buf.size(), fp)) > 0) {
+          if (!sink(std::string_view(buf.data(), n))) return false;
+        }
+        return !std::ferror(fp);
+      };
+      atts.push_back(std::move(sa));
+      files.push_back(std::move(file));
+    }
+    auto doc = WithFollowsAttachments(f.json, follows);
+    if (!doc.ok()) return doc.error();
+    // The stubs must describe the bytes as they will be sent.
+    auto fixed = DescribeSentBytes(*doc, received);
+    if (!fixed.ok()) return fixed.error();
+    auto r = ctx_.target->PutDocMultipart(f.id, *fixed, std::move(atts), /*new_edits=*/false);
+    if (!r.ok()) {
+      const Error& e = r.error();
+      if (e.http_status == 401 || e.http_status == 403 || e.http_status == 413 ||
+          e.http_status == 415) {
+        ++stats_.doc_write_failures;
+        spdlog::warn("{} {} not written: {}", ctx_.log_prefix, f.id, e.Message());
+        return OkStatus();
+      }
+      return e;
+    }
+    ++stats_.docs_written;
+    return OkStatus();
+  }
+
+  static Result<std::string> DescribeSentBytes(
+      const std::string& doc_json,
+      const std::map<std::string, std::pair<std::string, int64_t>>& received);
+
+  const std::vector<ChangeRow>& rows_;
+  BatchContext& ctx_;
+  ReplicationStats stats_;
+};
+
+Result<std::string> BatchRun::InlineMultipartAttachments(const OpenRevsDoc& d) {
+  auto fields = SplitObject(d.json);
+  if (!fields.ok()) return fields.error();
+  for (auto& field : *fields) {
+    if (field.key != "_attachments") continue;
+    auto atts = SplitObject(field.raw_value);
+    if (!atts.ok()) return atts.error();
+    for (auto& att : *atts) {
+      const OpenRevsAttachment* body = nullptr;
+      for (const auto& a : d.attachments) {
+        if (a.name == att.key) body = &a;
+      }
+      if (!body) continue;
+      auto meta = SplitObject(att.raw_value);
+      if (!meta.ok()) return meta.error();
+      std::vector<JsonField> out;
+      for (auto& m : *meta) {
+        if (m.key == "follows" || m.key == "stub" || m.key == "data") continue;
+        out.push_back(m);
+      }
+      out.push_back({"data", JsonQuote(Base64Encode(body->data))});
+      att.raw_value = JoinObject(out);
+    }
+    field.raw_value = JoinObject(*atts);
+  }
+  return JoinObject(*fields);
+}
+
+Result<std::string> BatchRun::DescribeSentBytes(
+    const std::string& doc_json,
+    const std::map<std::string, std::pair<std::string, int64_t>>& received) {
+  auto fields = SplitObject(doc_json);
+  if (!fields.ok()) return fields.error();
+  for (auto& field : *fields) {
+    if (field.key != "_attachments") continue;
+    auto atts = SplitObject(field.raw_value);
+    if (!atts.ok()) return atts.error();
+    for (auto& att : *atts) {
+      auto it = received.find(att.key);
+      if (it == received.end()) continue;
+      const auto& [encoding, bytes] = it->second;
+      auto meta = SplitObject(att.raw_value);
+      if (!meta.ok()) return meta.error();
+      std::vector<JsonField> out;
+      bool stored_encoded = false;
+      for (auto& m : *meta) {
+        if (m.key == "encoding") stored_encoded = true;
+      }
+      for (auto& m : *meta) {
+        if (m.key == "encoding" || m.key == "encoded_length") continue;
+        // A digest of the stored (encoded) bytes no longer matches when the
+        // server sent them decoded.
+        if (m.key == "digest" && stored_encoded && encoding.empty()) continue;
+        if (m.key == "length" && encoding.empty()) {
+          out.push_back({"length", std::to_string(bytes)});
+          continue;
+        }
+        out.push_back(m);
+      }
+      if (!encoding.empty()) {
+        out.push_back({"encoding", JsonQuote(encoding)});
+        out.push_back({"encoded_length", std::to_string(bytes)});
+      }
+      att.raw_value = JoinObject(out);
+    }
+    field.raw_value = JoinObject(*atts);
+  }
+  return JoinObject(*fields);
+}
+
+}  // namespace
+
+Result<ReplicationStats> ReplicateBatch(const std::vector<ChangeRow>& rows, BatchContext& ctx) {
+  BatchRun run(rows, ctx);
+  return run.Run();
+}
+
+}  // namespace couchrepd

@@ -1,0 +1,433 @@
+#include "couchrepd/replication_job.h"
+
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "batch_replicator.h"
+#include "couchrepd/channel.h"
+#include "couchrepd/checkpoint.h"
+#include "couchrepd/encoding.h"
+#include "couchrepd/seq_tracker.h"
+
+namespace couchrepd {
+
+namespace {
+
+// Rows buffered between the changes reader and the workers, in batches.
+constexpr size_t kQueuedBatches = 2;
+// Attempts to resume a one-shot (normal) feed that broke mid-stream.
+constexpr int kFeedResumeAttempts = 5;
+
+HttpOptions EndpointOptions(const JobSettings& s) {
+  HttpOptions o = s.http;
+  o.max_connections = s.spec.http_connections;
+  o.retry.retries = s.spec.retries_per_request;
+  o.inactivity_timeout = s.spec.connection_timeout;
+  o.keepalive = s.spec.socket_keepalive;
+  o.nodelay = s.spec.socket_nodelay;
+  return o;
+}
+
+}  // namespace
+
+struct ReplicationJob::Impl {
+  Impl(JobSettings s, Clock& c)
+      : settings(std::move(s)),
+        clock(c),
+        source(settings.spec.source.endpoint, EndpointOptions(settings), c),
+        target(settings.spec.target.endpoint, EndpointOptions(settings), c),
+        rows(static_cast<size_t>(settings.spec.worker_batch_size) *
+             (static_cast<size_t>(settings.spec.worker_processes) + kQueuedBatches)) {}
+
+  JobSettings settings;
+  Clock& clock;
+  CouchClient source;
+  CouchClient target;
+  Channel<ChangeRow> rows;
+  CancelToken feed_cancel;
+  std::atomic<bool> bulk_get_unsupported{false};
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  SeqTracker tracker;
+  JobSnapshot snap;
+  std::optional<Error> failure;
+  bool stop_requested = false;
+  bool feed_done = false;        // the reader ended (one-shot: after last_seq)
+  int workers_running = 0;
+  uint64_t rows_received = 0;
+  uint64_t rows_done = 0;
+  std::optional<int64_t> feed_pending;
+
+  // Checkpoint state (job thread only).
+  std::string session_id = RandomHex32();
+  std::string start_seq = "0";
+  double start_unix = 0;
+  std::string source_instance, target_instance;
+  std::optional<std::string> source_rev, target_rev;
+  std::optional<CheckpointDoc> previous;  // the source side's document
+
+  void Fail(Error e) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!failure) failure = std::move(e);
+    }
+    feed_cancel.Cancel();
+    rows.Abort();
+    cv.notify_all();
+  }
+
+  Status Start();
+  void ReadFeed();
+  void Work();
+  Status Checkpoint();
+  Result<JobEnd> Run();
+};
+
+Status ReplicationJob::Impl::Start() {
+  const ReplicationSpec& spec = settings.spec;
+  if (spec.create_target) {
+    Status created = target.CreateDb(spec.create_target_params);
+    if (!created.ok() && created.error().http_status != 412) {
+      Error e = created.error();
+      if (e.http_status == 401 || e.http_status == 403) {
+        return Error::Permanent("unauthorized",
+                                "could not create the target " + target.DisplayUrl() + ": " + e.reason,
+                                e.http_status);
+      }
+      return e;
+    }
+  }
+  auto src_info = source.GetDbInfo();
+  if (!src_info.ok()) return src_info.error();
+  auto tgt_info = target.GetDbInfo();
+  if (!tgt_info.ok()) return tgt_info.error();
+  source_instance = src_info->instance_start_time;
+  target_instance = tgt_info->instance_start_time;
+
+  std::optional<CheckpointDoc> src_doc, tgt_doc;
+  if (spec.use_checkpoints) {
+    auto s = source.GetLocal(settings.id.base);
+    if (!s.ok()) return s.error();
+    auto t = target.GetLocal(settings.id.base);
+    if (!t.ok()) return t.error();
+    if (*s) {
+      auto parsed = ParseCheckpointDoc(**s);
+      if (parsed.ok()) src_doc = *parsed;
+    }
+    if (*t) {
+      auto parsed = ParseCheckpointDoc(**t);
+      if (parsed.ok()) tgt_doc = *parsed;
+    }
+  }
+  if (src_doc) source_rev = src_doc->rev;
+  if (tgt_doc) target_rev = tgt_doc->rev;
+  StartDecision decision = DecideStartSeq(src_doc, tgt_doc);
+  previous = src_doc;
+  if (decision.start_seq) {
+    start_seq = *decision.start_seq;
+  } else if (spec.since_seq_json) {
+    start_seq = *spec.since_seq_json;
+  }
+  spdlog::info("{} starting at sequence {}: {}", settings.log_prefix, start_seq,
+               decision.explanation);
+  start_unix = clock.UnixSeconds();
+  std::lock_guard<std::mutex> lock(mu);
+  snap.stats.MaxWith(decision.restored_stats);
+  snap.started_unix = start_unix;
+  snap.through_seq = start_seq;
+  snap.checkpointed_seq = decision.start_seq;
+  tracker = SeqTracker(start_seq);
+  return OkStatus();
+}
+
+void ReplicationJob::Impl::ReadFeed() {
+  const ReplicationSpec& spec = settings.spec;
+  ChangesRequest req;
+  req.since = start_seq;
+  req.style = spec.winning_revs_only ? "main_only" : "all_docs";
+  switch (spec.filter_kind) {
+    case ReplicationSpec::FilterKind::kDocIds:
+      req.filter = "_doc_ids";
+      req.doc_ids = spec.doc_ids;
+      break;
+    case ReplicationSpec::FilterKind::kSelector:
+      req.filter = "_selector";
+      req.selector_json = spec.selector_json;
+      break;
+    case ReplicationSpec::FilterKind::kBuiltin:
+    case ReplicationSpec::FilterKind::kUser:
+      req.filter = spec.filter;
+      req.query_params = spec.query_params;
+      break;
+    case ReplicationSpec::FilterKind::kNone:
+      break;
+  }
+  auto on_row = [&](ChangeRow&& row) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++rows_received;
+      snap.source_seq = row.seq;
+    }
+    return rows.Push(std::move(row));
+  };
+  if (spec.continuous) {
+    req.heartbeat = settings.heartbeat;
+    // Drain once with a normal feed so "caught up" is known, then follow.
+    ChangesRequest first = req;
+    first.feed = ChangesRequest::Feed::kNormal;
+    auto r = source.Changes(first, on_row, &feed_cancel);
+    if (!r.ok()) {
+      if (!feed_cancel.cancelled()) Fail(r.error());
+      rows.Close();
+      return;
+    }
+    if (r->last_seq) {
+      req.since = r->last_seq;
+      rows.Push(ChangeRow{"", *r->last_seq, {}, false, ""});
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      snap.caught_up = true;
+    }
+    auto f = source.FollowChanges(req, on_row, feed_cancel, [&](const Error& e) {
+      spdlog::info("{} source feed reconnecting: {}", settings.log_prefix, e.Message());
+    });
+    if (!f.ok() && !feed_cancel.cancelled()) Fail(f.error());
+    rows.Close();
+    return;
+  }
+  req.feed = ChangesRequest::Feed::kNormal;
+  for (int attempt = 0;; ++attempt) {
+    uint64_t before;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      before = rows_received;
+    }
+    std::optional<std::string> last_row;
+    auto r = source.Changes(req, [&](ChangeRow&& row) {
+      last_row = row.seq;
+      return on_row(std::move(row));
+    }, &feed_cancel);
+    if (r.ok()) {
+      std::string last = r->last_seq.value_or(last_row.value_or(*req.since));
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        feed_pending = r->pending;
+        snap.source_seq = last;
+      }
+      rows.Push(ChangeRow{"", last, {}, false, ""});  // the end marker
+      break;
+    }
+    if (feed_cancel.cancelled()) break;
+    bool progressed;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      progressed = rows_received > before;
+    }
+    if (!r.error().temporary() || attempt + 1 >= kFeedResumeAttempts) {
+      Fail(r.error());
+      break;
+    }
+    if (progressed && last_row) req.since = last_row;
+    spdlog::info("{} source feed broke ({}); resuming from {}", settings.log_prefix,
+                 r.error().Message(), *req.since);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    feed_done = true;
+  }
+  rows.Close();
+  cv.notify_all();
+}
+
+void ReplicationJob::Impl::Work() {
+  BatchContext ctx;
+  ctx.source = &source;
+  ctx.target = &target;
+  ctx.use_bulk_get = settings.spec.use_bulk_get;
+  ctx.bulk_get_unsupported = &bulk_get_unsupported;
+  ctx.may_write_design_docs = MayWriteDesignDocs(settings.spec);
+  ctx.stream_threshold_bytes = settings.attachment_stream_threshold_bytes;
+  ctx.log_prefix = settings.log_prefix;
+  const size_t batch_size = static_cast<size_t>(settings.spec.worker_batch_size);
+  while (true) {
+    uint64_t batch_id = 0;
+    auto batch = rows.PopUpTo(batch_size, [&](const std::vector<ChangeRow>& taken) {
+      std::lock_guard<std::mutex> lock(mu);
+      batch_id = tracker.Register(taken.back().seq);
+    });
+    if (batch.empty()) break;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (failure) break;
+    }
+    auto r = ReplicateBatch(batch, ctx);
+    if (!r.ok()) {
+      Fail(r.error());
+      break;
+    }
+    size_t real_rows = 0;
+    for (const auto& row : batch) real_rows += row.id.empty() ? 0 : 1;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      snap.stats.Add(*r);
+      rows_done += real_rows;
+      if (tracker.Complete(batch_id)) snap.through_seq = tracker.through_seq();
+    }
+    cv.notify_all();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    --workers_running;
+  }
+  cv.notify_all();
+}
+
+Status ReplicationJob::Impl::Checkpoint() {
+  if (!settings.spec.use_checkpoints) return OkStatus();
+  std::string through;
+  ReplicationStats stats;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!snap.through_seq || snap.through_seq == snap.checkpointed_seq) return OkStatus();
+    through = *snap.through_seq;
+    stats = snap.stats;
+  }
+  for (auto* side : {&source, &target}) {
+    auto instance = side->EnsureFullCommit();
+    if (!instance.ok()) return instance.error();
+    const std::string& at_start = side == &source ? source_instance : target_instance;
+    if (*instance != "0" && !at_start.empty() && at_start != "0" && *instance != at_start) {
+      return Error::Temporary("checkpoint_failed",
+                              side->DisplayUrl() + " restarted during the replication "
+                                                   "(instance_start_time changed)");
+    }
+  }
+  CheckpointUpdate update;
+  update.session_id = session_id;
+  update.run_start_time = static_cast<int64_t>(start_unix);
+  update.now = static_cast<int64_t>(clock.UnixSeconds());
+  update.start_seq = start_seq;
+  update.recorded_seq = through;
+  update.stats = stats;
+  CheckpointDoc next = NextCheckpointDoc(previous, update);
+  for (auto* side : {&source, &target}) {
+    auto& rev = side == &source ? source_rev : target_rev;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      auto put = side->PutLocal(settings.id.base, RenderCheckpointDoc(next, rev));
+      if (put.ok()) {
+        if (!put->rev.empty()) rev = put->rev;
+        break;
+      }
+      if (put.error().http_status != 409 || attempt == 2) {
+        Error e = put.error();
+        e.reason = "checkpoint on " + side->DisplayUrl() + " failed: " + e.reason;
+        return e;
+      }
+      auto current = side->GetLocal(settings.id.base);
+      if (!current.ok()) return current.error();
+      if (!*current) {
+        rev.reset();
+        continue;
+      }
+      auto parsed = ParseCheckpointDoc(**current);
+      if (parsed.ok() && SameCheckpointContent(*parsed, next)) {
+        rev = parsed->rev;
+        break;
+      }
+      rev = parsed.ok() ? parsed->rev : std::nullopt;
+    }
+  }
+  previous = next;
+  std::lock_guard<std::mutex> lock(mu);
+  snap.checkpointed_seq = through;
+  snap.last_checkpoint_unix = clock.UnixSeconds();
+  spdlog::debug("{} checkpointed at {}", settings.log_prefix, through);
+  return OkStatus();
+}
+
+Result<JobEnd> ReplicationJob::Impl::Run() {
+  Status started = Start();
+  if (!started.ok()) return started.error();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (stop_requested) return JobEnd::kStopped;
+    workers_running = settings.spec.worker_processes;
+  }
+  std::thread reader([this] { ReadFeed(); });
+  std::vector<std::thread> workers;
+  for (int i = 0; i < settings.spec.worker_processes; ++i) workers.emplace_back([this] { Work(); });
+
+  TimePoint next_checkpoint = clock.Now() + settings.spec.checkpoint_interval;
+  bool stopped = false;
+  std::optional<Error> checkpoint_error;
+  while (true) {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, std::chrono::milliseconds(100), [&] {
+      return failure || stop_requested || workers_running == 0;
+    });
+    if (failure) break;
+    if (stop_requested) {
+      stopped = true;
+      break;
+    }
+    if (workers_running == 0) break;
+    lock.unlock();
+    if (clock.Now() >= next_checkpoint) {
+      Status s = Checkpoint();
+      if (!s.ok()) {
+        Fail(s.error());
+        break;
+      }
+      next_checkpoint = clock.Now() + settings.spec.checkpoint_interval;
+    }
+  }
+  feed_cancel.Cancel();
+  // A stop or failure drops queued rows that no batch took yet: they are not
+  // registered with the tracker, so the through sequence stays correct.
+  rows.Abort();
+  reader.join();
+  for (auto& w : workers) w.join();
+
+  std::optional<Error> failed;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    failed = failure;
+  }
+  // Checkpoint what is fully written, whatever happened.
+  Status final_checkpoint = Checkpoint();
+  if (failed) return *failed;
+  if (!final_checkpoint.ok()) return final_checkpoint.error();
+  if (stopped) return JobEnd::kStopped;
+  return settings.spec.continuous ? JobEnd::kStopped : JobEnd::kCompleted;
+}
+
+ReplicationJob::ReplicationJob(JobSettings settings, Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(settings), clock)) {}
+
+ReplicationJob::~ReplicationJob() = default;
+
+Result<JobEnd> ReplicationJob::Run() { return impl_->Run(); }
+
+void ReplicationJob::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stop_requested = true;
+  }
+  impl_->feed_cancel.Cancel();
+  impl_->cv.notify_all();
+}
+
+JobSnapshot ReplicationJob::Snapshot() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  JobSnapshot s = impl_->snap;
+  s.changes_pending = static_cast<int64_t>(impl_->rows_received - impl_->rows_done) +
+                      impl_->feed_pending.value_or(0);
+  return s;
+}
+
+}  // namespace couchrepd
