@@ -54,7 +54,7 @@ struct HttpOptions {
   bool tls_verify = true;
   std::string ca_file;       // empty: the system's trust store
   bool keepalive = true;     // SO_KEEPALIVE
-  bool nodelay = false;      // TCP_NODELAY
+  bool nodelay = true;       // TCP_NODELAY (see ReplicationSpec::socket_nodelay)
   int max_redirects = 5;
   std::string user_agent = "couchrepd";
   std::function<void(const HttpEvent&)> observer;  // optional

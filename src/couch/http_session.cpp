@@ -3,6 +3,7 @@
 #include <httplib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/x509.h>
 #include <simdjson.h>
 #include <sys/socket.h>
 
@@ -40,6 +41,14 @@ bool IsRedirect(int status) {
 }
 
 std::string FormEncode(std::string_view v) { return PercentEncode(v); }
+
+// Headers that carry credentials (lower-case names). They are sent only to
+// the endpoint's own origin, whether they come from the credentials or from
+// the endpoint's custom headers (as curl does on a redirect to another host).
+bool IsCredentialHeader(std::string_view lower_name) {
+  return lower_name == "authorization" || lower_name == "proxy-authorization" ||
+         lower_name == "cookie" || lower_name.rfind("x-auth-couchdb-", 0) == 0;
+}
 
 }  // namespace
 
@@ -299,7 +308,9 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
   httplib::Headers headers;
   bool has_accept = false;
   for (const auto& [name, value] : call.headers) {
-    if (Lower(name) == "accept") has_accept = true;
+    std::string lower = Lower(name);
+    if (!with_auth && IsCredentialHeader(lower)) continue;
+    if (lower == "accept") has_accept = true;
     headers.emplace(name, value);
   }
   if (!has_accept) headers.emplace("Accept", "application/json");
@@ -377,12 +388,24 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
       return partial;
     }
     Notify(HttpEvent::Kind::kConnectionError, 0);
-    std::string reason = call.method + " " + url_.Origin() + target.substr(0, target.find('?')) +
-                         " failed: " + httplib::to_string(err);
+    std::string what = call.method + " " + url_.Origin() + target.substr(0, target.find('?'));
+    std::string reason = what + " failed: " + httplib::to_string(err);
     if (err == httplib::Error::Read) reason += " (connection closed or silent past the timeout)";
     if (err == httplib::Error::SSLServerVerification) {
-      return Error::Permanent("tls_verification_failed",
-                              RedactSecrets(reason + " (certificate not trusted; set a CA file)"));
+      // httplib reports an untrusted chain and a host name mismatch alike;
+      // OpenSSL's verify result tells them apart.
+      long verify = client->get_openssl_verify_result();
+      std::string why;
+      if (verify != X509_V_OK) {
+        why = "the server's certificate is not trusted (" +
+              std::string(X509_verify_cert_error_string(verify)) + "); " +
+              (options_.ca_file.empty()
+                   ? "set ca_file to the CA that signed it, or turn tls_verify off"
+                   : "it is not signed by the CA in " + options_.ca_file);
+      } else {
+        why = "the server's certificate is not valid for this host name";
+      }
+      return Error::Permanent("tls_verification_failed", RedactSecrets(what + " failed: " + why));
     }
     return Error::Temporary("connection_failed", RedactSecrets(reason));
   }

@@ -94,7 +94,7 @@ TEST_CASE("spec: a minimal document gets normalised endpoints and the defaults")
   CHECK(s.connection_timeout == std::chrono::seconds(30));
   CHECK(s.use_bulk_get);
   CHECK(s.socket_keepalive);
-  CHECK_FALSE(s.socket_nodelay);
+  CHECK(s.socket_nodelay);
   CHECK_FALSE(s.user_ctx.present);
   CHECK(s.warnings.empty());
 }
@@ -576,6 +576,8 @@ TEST_CASE("spec: socket_options honours keepalive and nodelay, warns about the r
   CHECK(s.warnings.empty());
   s = Parse(Doc(R"("socket_options":"  [ ]  ")"));
   CHECK(s.socket_keepalive);
+  CHECK(s.socket_nodelay);  // our default (see ReplicationSpec::socket_nodelay)
+  s = Parse(Doc(R"("socket_options":"[{nodelay, false}]")"));
   CHECK_FALSE(s.socket_nodelay);
   s = Parse(
       Doc(R"("socket_options":"[{recbuf,65536},{sndbuf, 65536},{priority,6},{recbuf,1},)"
@@ -841,7 +843,7 @@ TEST_CASE("spec: fingerprint changes with credentials and options") {
       Doc(R"("retries_per_request":1)"),
       Doc(R"("connection_timeout":1000)"),
       Doc(R"("use_bulk_get":false)"),
-      Doc(R"("socket_options":"[{nodelay,true}]")"),
+      Doc(R"("socket_options":"[{nodelay,false}]")"),
       Doc(R"("user_ctx":{})"),
       Doc(R"("user_ctx":{"name":"j"})"),
       Doc(R"("user_ctx":{"roles":["_admin"]})"),
