@@ -39,7 +39,8 @@ struct JobSettings {
 };
 
 struct JobSnapshot {
-  ReplicationStats stats;
+  ReplicationStats stats;      // kept across runs (restored from the checkpoint history)
+  ReplicationStats run_stats;  // this run only
   std::optional<std::string> source_seq;        // newest sequence seen from the feed
   std::optional<std::string> through_seq;       // everything up to here is written
   std::optional<std::string> checkpointed_seq;  // last checkpointed through_seq

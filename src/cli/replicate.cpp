@@ -18,6 +18,7 @@
 #include "couchrepd/replication_job.h"
 #include "couchrepd/replication_setup.h"
 #include "couchrepd/replication_spec.h"
+#include "couchrepd/replication_stats.h"
 #include "couchrepd/server_connection.h"
 
 namespace couchrepd {
@@ -171,6 +172,7 @@ int RunReplicate(const std::vector<std::string>& raw_args) {
       while (!finished.load()) {
         std::this_thread::sleep_for(kProgressPeriod);
         auto s = job.Snapshot();
+        s.stats = s.run_stats;
         auto now = std::chrono::steady_clock::now();
         double dt = std::chrono::duration<double>(now - last_t).count();
         if (dt > 0) {
@@ -213,11 +215,12 @@ int RunReplicate(const std::vector<std::string>& raw_args) {
     JsonWriter w;
     w.BeginObject().Key("ok").Bool(true).Key("state").String(how);
     w.Key("replication_id").String(id->full);
-    w.Key("revisions_checked").Int(s.stats.revisions_checked);
-    w.Key("missing_revisions_found").Int(s.stats.missing_revisions_found);
-    w.Key("docs_read").Int(s.stats.docs_read);
-    w.Key("docs_written").Int(s.stats.docs_written);
-    w.Key("doc_write_failures").Int(s.stats.doc_write_failures);
+    // This run's work; `cumulative` adds earlier runs of the same replication
+    // (restored from the checkpoint history, as the service reports them).
+    WriteStatsCounters(w, s.run_stats);
+    w.Key("cumulative").BeginObject();
+    WriteStatsCounters(w, s.stats);
+    w.EndObject();
     w.Key("source_last_seq").Raw(s.through_seq.value_or("0"));
     w.Key("checkpointed_source_seq").Raw(s.checkpointed_seq.value_or("0"));
     w.Key("elapsed_seconds").Double(elapsed);
@@ -228,11 +231,11 @@ int RunReplicate(const std::vector<std::string>& raw_args) {
     std::fprintf(stderr,
                  "replication %s %s: %lld docs written, %lld read, %lld write failures, "
                  "%lld revisions checked in %.1f s (%.0f docs/s)\n",
-                 id->full.c_str(), how, static_cast<long long>(s.stats.docs_written),
-                 static_cast<long long>(s.stats.docs_read),
-                 static_cast<long long>(s.stats.doc_write_failures),
-                 static_cast<long long>(s.stats.revisions_checked), elapsed,
-                 elapsed > 0 ? static_cast<double>(s.stats.docs_written) / elapsed : 0.0);
+                 id->full.c_str(), how, static_cast<long long>(s.run_stats.docs_written),
+                 static_cast<long long>(s.run_stats.docs_read),
+                 static_cast<long long>(s.run_stats.doc_write_failures),
+                 static_cast<long long>(s.run_stats.revisions_checked), elapsed,
+                 elapsed > 0 ? static_cast<double>(s.run_stats.docs_written) / elapsed : 0.0);
   }
   return interrupted.load() ? 130 : kExitOk;
 }

@@ -275,6 +275,7 @@ void ReplicationJob::Impl::Work() {
     {
       std::lock_guard<std::mutex> lock(mu);
       snap.stats.Add(*r);
+      snap.run_stats.Add(*r);
       rows_done += real_rows;
       if (tracker.Complete(batch_id)) snap.through_seq = tracker.through_seq();
     }

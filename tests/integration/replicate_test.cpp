@@ -1,0 +1,202 @@
+// `couchrepd replicate` end to end against a real CouchDB-compatible server:
+// the full revision trees of a varied corpus, incremental runs, checkpoints.
+#include <set>
+
+#include "integration/replication_helpers.h"
+#include "support/corpus.h"
+
+using namespace couchrepd;
+using namespace couchrepd::testing;
+
+TEST_CASE("a varied corpus replicates completely, then incrementally") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("corpus-src");
+  auto tgt = root.Database("corpus-tgt");
+  REQUIRE(src.CreateDb().ok());
+  auto corpus = BuildCorpus(src);
+  REQUIRE(corpus.documents >= 2000);
+
+  std::string first = ReplicateOk({server.url() + "/corpus-src", server.url() + "/corpus-tgt",
+                                   "--create-target"});
+  CHECK(JsonText(first, {"replication_id"}).find("+create_target") != std::string::npos);
+  CHECK(JsonText(first, {"state"}) == "completed");
+  CHECK(JsonInt(first, {"doc_write_failures"}) == 0);
+  CHECK(JsonInt(first, {"docs_written"}) >= corpus.documents);
+  CHECK(JsonInt(first, {"docs_written"}) == JsonInt(first, {"docs_read"}));
+  CHECK(JsonInt(first, {"missing_revisions_found"}) == JsonInt(first, {"docs_written"}));
+
+  auto diffs = CompareDatabases(src, tgt);
+  for (size_t i = 0; i < std::min<size_t>(diffs.size(), 5); ++i) INFO(diffs[i]);
+  CHECK(diffs.empty());
+
+  // The checkpoint: same document on both sides.
+  std::string base = JsonText(first, {"replication_id"}).substr(0, 32);
+  auto src_ckpt = src.GetLocal(base);
+  auto tgt_ckpt = tgt.GetLocal(base);
+  REQUIRE(src_ckpt.ok());
+  REQUIRE(tgt_ckpt.ok());
+  REQUIRE(src_ckpt->has_value());
+  REQUIRE(tgt_ckpt->has_value());
+  std::string session1 = JsonText(**src_ckpt, {"session_id"});
+  CHECK(session1.size() == 32);
+  CHECK(JsonText(**tgt_ckpt, {"session_id"}) == session1);
+  CHECK(JsonText(**src_ckpt, {"source_last_seq"}) == JsonText(first, {"source_last_seq"}));
+  CHECK(JsonInt(**src_ckpt, {"replication_id_version"}) == 4);
+
+  // Change 10 documents: only those travel.
+  for (int i = 0; i < 10; ++i) {
+    char id[32];
+    std::snprintf(id, sizeof id, "plain-%05d", i * 7);
+    auto doc = src.GetDoc(id);
+    REQUIRE(doc.ok());
+    std::string rev = JsonText(*doc, {"_rev"});
+    REQUIRE(src.PutDoc(id, std::string("{\"_rev\":\"") + rev + "\",\"changed\":true}").ok());
+  }
+  std::string second =
+      ReplicateOk({server.url() + "/corpus-src", server.url() + "/corpus-tgt", "--create-target"});
+  CHECK(JsonInt(second, {"docs_read"}) == 10);
+  CHECK(JsonInt(second, {"docs_written"}) == 10);
+  CHECK(JsonInt(second, {"revisions_checked"}) == 10);
+  CHECK(JsonInt(second, {"cumulative", "docs_written"}) ==
+        JsonInt(first, {"docs_written"}) + 10);
+  auto src2 = src.GetLocal(base);
+  auto tgt2 = tgt.GetLocal(base);
+  REQUIRE(src2.ok());
+  REQUIRE(tgt2.ok());
+  std::string session2 = JsonText(**src2, {"session_id"});
+  CHECK(session2 != session1);
+  CHECK(JsonText(**tgt2, {"session_id"}) == session2);
+  CHECK(JsonText(**src2, {"history"}).find(session1) != std::string::npos);
+  CHECK(CompareDatabases(src, tgt).empty());
+
+  // Nothing changed: nothing is read or written.
+  std::string third =
+      ReplicateOk({server.url() + "/corpus-src", server.url() + "/corpus-tgt", "--create-target"});
+  CHECK(JsonInt(third, {"docs_read"}) == 0);
+  CHECK(JsonInt(third, {"revisions_checked"}) == 0);
+}
+
+TEST_CASE("a pre-existing CouchDB-format checkpoint with a matching session is honoured") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("ck-src");
+  auto tgt = root.Database("ck-tgt");
+  REQUIRE(src.CreateDb().ok());
+  REQUIRE(tgt.CreateDb().ok());
+  // An empty run tells us the replication id.
+  std::string probe = ReplicateOk({server.url() + "/ck-src", server.url() + "/ck-tgt"});
+  std::string base = JsonText(probe, {"replication_id"}).substr(0, 32);
+
+  PutPlainDocs(src, 0, 100);
+  // The first 60 changes are "already replicated" by someone else's CouchDB.
+  std::string seq60;
+  ChangesRequest req;
+  req.limit = 60;
+  ChangesResult res;
+  auto rows = src.Changes(req, [&](ChangeRow&&) { return true; });
+  REQUIRE(rows.ok());
+  seq60 = *rows->last_seq;
+  std::string checkpoint =
+      R"({"session_id":"0123456789abcdef0123456789abcdef","source_last_seq":)" + seq60 +
+      R"(,"replication_id_version":4,"history":[{"session_id":"0123456789abcdef0123456789abcdef",)"
+      R"("start_time":"Mon, 23 Nov 2026 10:00:00 GMT","end_time":"Mon, 23 Nov 2026 10:00:05 GMT",)"
+      R"("start_last_seq":0,"end_last_seq":)" + seq60 + R"(,"recorded_seq":)" + seq60 +
+      R"(,"missing_checked":60,"missing_found":60,"docs_read":60,"docs_written":60,"doc_write_failures":0}]})";
+  // Replace the probe's own checkpoints.
+  for (auto* db : {&src, &tgt}) {
+    auto old = db->GetLocal(base);
+    REQUIRE(old.ok());
+    std::string body = checkpoint;
+    if (*old) body.insert(1, "\"_rev\":\"" + JsonText(**old, {"_rev"}) + "\",");
+    REQUIRE(db->PutLocal(base, body).ok());
+  }
+  std::string run = ReplicateOk({server.url() + "/ck-src", server.url() + "/ck-tgt"});
+  CHECK(JsonInt(run, {"docs_read"}) == 40);
+  CHECK(JsonInt(run, {"docs_written"}) == 40);
+  CHECK(JsonInt(run, {"cumulative", "docs_written"}) == 100);  // restored from the history
+  CHECK(DocCount(tgt) == 40);  // the first 60 were never copied: the checkpoint was trusted
+}
+
+TEST_CASE("filters: doc_ids, selector, user filter with query_params, winning_revs_only, since_seq") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("f-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 50);
+  REQUIRE(src.PutDoc("_design/app", R"({"filters":{"mod":"function(doc, req){ return doc.n % Number(req.query.m) == 0; }"}})").ok());
+  REQUIRE(src.BulkDocs({R"({"_id":"doc1","_rev":"1-zzzz","branch":true})"}, false).ok());
+  const std::string s = server.url() + "/f-src";
+
+  auto ids = [&](const std::string& db) {
+    auto c = root.Database(db);
+    auto all = AllDocIds(c);
+    return std::set<std::string>(all.begin(), all.end());
+  };
+
+  ReplicateOk({s, server.url() + "/f-ids", "--create-target", "--doc-ids", "doc3,doc7,nope"});
+  CHECK(ids("f-ids") == std::set<std::string>{"doc3", "doc7"});
+
+  ReplicateOk({s, server.url() + "/f-sel", "--create-target", "--selector", R"({"n":{"$gte":47}})"});
+  CHECK(ids("f-sel") == std::set<std::string>{"doc47", "doc48", "doc49"});
+
+  ReplicateOk({s, server.url() + "/f-user", "--create-target", "--filter", "app/mod",
+               "--query-params", R"({"m":"20"})"});
+  CHECK(ids("f-user") == std::set<std::string>{"doc0", "doc20", "doc40"});
+
+  ReplicateOk({s, server.url() + "/f-win", "--create-target", "--winning-revs-only"});
+  auto win = root.Database("f-win");
+  auto leaves = LeafSummary(win, "doc1");
+  CHECK(std::count(leaves.begin(), leaves.end(), '\n') == 1);  // only the winner
+  auto all = root.Database("f-all");
+  ReplicateOk({s, server.url() + "/f-all", "--create-target"});
+  auto both = LeafSummary(all, "doc1");
+  CHECK(std::count(both.begin(), both.end(), '\n') == 2);  // both leaves
+
+  // since_seq: start after the first 45 changes.
+  ChangesRequest req;
+  req.limit = 45;
+  auto r = src.Changes(req, [](ChangeRow&&) { return true; });
+  REQUIRE(r.ok());
+  ReplicateOk({s, server.url() + "/f-since", "--create-target", "--since-seq", *r->last_seq});
+  auto since = ids("f-since");
+  CHECK(since.size() == 6);  // doc46..49, the design doc and doc1 (moved by its new branch)
+  CHECK(since.count("doc49") == 1);
+  CHECK(since.count("doc10") == 0);
+}
+
+TEST_CASE("create_target: created when asked, db_not_found otherwise") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("ct-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 5);
+  auto no = Replicate({server.url() + "/ct-src", server.url() + "/ct-missing"});
+  CHECK(no.exit_code == 1);
+  CHECK(no.err.find("db_not_found") != std::string::npos);
+  CHECK(no.err.find("ct-missing") != std::string::npos);
+  ReplicateOk({server.url() + "/ct-src", server.url() + "/ct-made", "--create-target"});
+  auto made = root.Database("ct-made");
+  CHECK(DocCount(made) == 5);
+}
+
+TEST_CASE("a target validation function rejects some documents: counted, the rest arrive") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("v-src");
+  auto tgt = root.Database("v-tgt");
+  REQUIRE(src.CreateDb().ok());
+  REQUIRE(tgt.CreateDb().ok());
+  REQUIRE(tgt.PutDoc("_design/vdu", R"({"validate_doc_update":"function(doc){ if (doc.reject) throw({forbidden: 'no rejects'}); if (doc.unauth) throw({unauthorized: 'no'}); }"})").ok());
+  PutPlainDocs(src, 0, 20);
+  REQUIRE(src.BulkDocs({R"({"_id":"bad1","reject":true})", R"({"_id":"bad2","reject":true})",
+                        R"({"_id":"bad3","unauth":true})"},
+                       true)
+              .ok());
+  std::string run = ReplicateOk({server.url() + "/v-src", server.url() + "/v-tgt"});
+  CHECK(JsonInt(run, {"doc_write_failures"}) == 3);
+  CHECK(JsonInt(run, {"docs_written"}) == 20);
+  CHECK(JsonText(run, {"state"}) == "completed");
+  CHECK(DocCount(tgt) == 21);  // 20 + the validation design doc
+  CHECK_FALSE(tgt.GetDoc("bad1").ok());
+}
