@@ -1,0 +1,145 @@
+// DocProcessor: what each replication document means, in the pure core
+// (SPEC §1, §2).
+//
+// The engine feeds it every `_changes` row of the replicator databases and
+// every job event; it answers with actions: compute a replication id (I/O the
+// engine does, answered with OnIdComputed), add or remove a scheduler job,
+// write `_replication_*` fields back into a document, retry a document later.
+// It parses and validates documents (permanent failures are written back
+// with a clear reason and not retried until the document changes), ignores
+// design documents and documents already `completed` (or `failed`), does
+// nothing when an update leaves the normalised replication unchanged
+// (Fingerprint), replaces the job when it changes, stops the job when the
+// document is deleted, resolves duplicates (the first document triggers the
+// replication; later ones get only `_replication_id` and show `duplicate`,
+// and one of them takes over when the triggering document goes away), and
+// retries temporary failures before a job exists with randomised
+// exponential backoff. Write-back follows the mode: classic (triggered,
+// completed, error after `error_after` consecutive crashes, back to triggered
+// once healthy) or terminal (completed and failed only).
+//
+// Not thread-safe: one owner (the engine loop). Time and randomness come in
+// as arguments.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "couchrepd/clock.h"
+#include "couchrepd/config.h"
+#include "couchrepd/endpoint.h"
+#include "couchrepd/replication_id.h"
+#include "couchrepd/replication_spec.h"
+#include "couchrepd/result.h"
+
+namespace couchrepd {
+
+struct DocKey {
+  std::string db;
+  std::string doc_id;
+  auto operator<=>(const DocKey&) const = default;
+};
+
+struct DocProcessorSettings {
+  Config::Replicator::WriteBack write_back = Config::Replicator::WriteBack::kClassic;
+  int error_after = 1;
+  Duration doc_backoff_initial = std::chrono::seconds(1);
+  Duration doc_backoff_max = std::chrono::minutes(10);
+  ReplicationDefaults defaults;
+  Endpoint server;                      // for local endpoints (SPEC §1.3)
+  std::optional<Config::ProxyAuth> proxy_auth;  // set and enabled: proxy auth for non-admin docs
+
+  static DocProcessorSettings From(const Config& config, const Endpoint& server);
+};
+
+// The `_replication_*` fields to write into one document. Unset optionals
+// mean "leave as is"; `clear_reason` removes `_replication_state_reason`.
+struct StateWrite {
+  std::optional<std::string> replication_id;  // `_replication_id` (full id)
+  std::optional<std::string> state;           // "triggered" | "completed" | "error" | "failed"
+  std::optional<std::string> reason;          // `_replication_state_reason` (no secrets!)
+  std::optional<std::string> stats_json;      // `_replication_stats` object (completed)
+  bool operator==(const StateWrite&) const = default;
+};
+
+struct DocAction {
+  enum class Type {
+    kComputeId,   // compute the id of `spec` (fetch filter code...), answer OnIdComputed(doc, generation, ...)
+    kAddJob,      // add scheduler job `job_id` running `spec` for `doc`
+    kRemoveJob,   // remove scheduler job `job_id` (it stops and checkpoints)
+    kWriteState,  // write `write` into `doc` (the writer re-reads, skips deleted docs and no-op writes)
+    kRetryLater,  // call OnRetryDue(doc, generation) at `at`
+  };
+  Type type;
+  DocKey doc;
+  uint64_t generation = 0;  // of the document's processing; stale answers are ignored
+  std::string job_id;
+  std::shared_ptr<const ReplicationSpec> spec;  // kComputeId, kAddJob (local endpoints resolved)
+  bool continuous = false;                      // kAddJob
+  StateWrite write;                             // kWriteState
+  TimePoint at{};                               // kRetryLater
+};
+
+// Document states for the status API (SPEC §5): initializing, error, failed,
+// duplicate, completed, or the job's state (pending, running, crashing, ...)
+// which the status layer takes from the scheduler when `job_id` is set.
+struct DocView {
+  DocKey doc;
+  std::string state;     // "initializing", "error", "failed", "duplicate", "completed", "job"
+  std::string job_id;    // the replication id once known
+  std::string error;     // reason of error/failed/crashing
+  int error_count = 0;   // consecutive failures (doc level or job crashes)
+  TimePoint last_updated{};
+  std::string source;    // display form, no credentials
+  std::string target;
+  bool continuous = false;
+};
+
+class DocProcessor {
+ public:
+  explicit DocProcessor(DocProcessorSettings settings);
+  void UpdateSettings(DocProcessorSettings settings);  // SIGHUP (write_back, error_after, backoff)
+
+  // A `_changes` row of a replicator database. `doc_json` is the document
+  // (include_docs=true), empty when deleted. `random` returns [0, 1) for
+  // backoff jitter.
+  std::vector<DocAction> OnChange(const std::string& db, const std::string& doc_id, bool deleted,
+                                  const std::string& doc_json, TimePoint now,
+                                  const std::function<double()>& random);
+  // The answer to kComputeId.
+  std::vector<DocAction> OnIdComputed(const DocKey& doc, uint64_t generation,
+                                      const Result<ReplicationId>& id, TimePoint now,
+                                      const std::function<double()>& random);
+  std::vector<DocAction> OnRetryDue(const DocKey& doc, uint64_t generation, TimePoint now);
+
+  // Job events, by job id (from the scheduler and the job runner).
+  std::vector<DocAction> OnJobStarted(const std::string& job_id, TimePoint now);
+  std::vector<DocAction> OnJobCrashed(const std::string& job_id, const std::string& reason,
+                                      int consecutive_crashes, TimePoint now);
+  std::vector<DocAction> OnJobHealthy(const std::string& job_id, TimePoint now);
+  std::vector<DocAction> OnJobCompleted(const std::string& job_id, const std::string& stats_json,
+                                        TimePoint now);
+  std::vector<DocAction> OnJobFailed(const std::string& job_id, const std::string& reason, TimePoint now);
+
+  // A replicator database went away (deleted, or no longer configured):
+  // kRemoveJob for its jobs, no write-back; its documents are forgotten.
+  std::vector<DocAction> OnDatabaseRemoved(const std::string& db, TimePoint now);
+
+  std::vector<DocView> Docs() const;  // sorted by (db, doc_id)
+  std::optional<DocView> Doc(const DocKey& key) const;
+  // The document that owns (triggered) a job.
+  std::optional<DocKey> OwnerOf(const std::string& job_id) const;
+
+ private:
+  struct DocRecord;
+  DocProcessorSettings settings_;
+  std::map<DocKey, std::shared_ptr<DocRecord>> docs_;
+  std::map<std::string, DocKey> owners_;  // job id -> triggering document
+};
+
+}  // namespace couchrepd
