@@ -26,6 +26,10 @@ TEST_CASE("a varied corpus replicates completely, then incrementally") {
   CHECK(JsonInt(first, {"docs_written"}) == JsonInt(first, {"docs_read"}));
   CHECK(JsonInt(first, {"missing_revisions_found"}) == JsonInt(first, {"docs_written"}));
 
+  // Multi-megabyte attachments travelled as streamed multipart PUTs, not inline.
+  auto puts = server.Request("GET", "/_test/requests?method=PUT&path=%5E%2Fcorpus-tgt%2Fatt-big-0%24");
+  CHECK(JsonInt(puts.body, {"count"}) == 1);
+
   auto diffs = CompareDatabases(src, tgt);
   for (size_t i = 0; i < std::min<size_t>(diffs.size(), 5); ++i) INFO(diffs[i]);
   CHECK(diffs.empty());
@@ -199,4 +203,28 @@ TEST_CASE("a target validation function rejects some documents: counted, the res
   CHECK(JsonText(run, {"state"}) == "completed");
   CHECK(DocCount(tgt) == 21);  // 20 + the validation design doc
   CHECK_FALSE(tgt.GetDoc("bad1").ok());
+}
+
+TEST_CASE("without _bulk_get the source is read with open_revs; a 413 splits the write") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("fb-src");
+  auto tgt = root.Database("fb-tgt");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 40);
+  REQUIRE(src.BulkDocs({R"({"_id":"doc3","_rev":"1-cccc","branch":true})"}, false).ok());
+  REQUIRE(src.PutDoc("att2", R"({"_attachments":{"a.txt":{"content_type":"text/plain","data":"aGVsbG8="}}})").ok());
+  // The source "lacks" _bulk_get; the target refuses the first (big) write with 413.
+  REQUIRE(server.Request("POST", "/_test/faults",
+                         R"([{"method":"POST","path":"^/fb-src/_bulk_get$","status":404,"count":100},)"
+                         R"({"method":"POST","path":"^/fb-tgt/_bulk_docs$","status":413,"count":1}])")
+              .status / 100 == 2);
+  std::string run = ReplicateOk({server.url() + "/fb-src", server.url() + "/fb-tgt", "--create-target",
+                                 "--worker-processes", "1"});
+  CHECK(JsonInt(run, {"doc_write_failures"}) == 0);
+  auto open_revs = server.Request("GET", "/_test/requests?method=GET&path=%5E%2Ffb-src%2F[^_]");
+  CHECK(JsonInt(open_revs.body, {"count"}) >= 41);
+  auto writes = server.Request("GET", "/_test/requests?method=POST&path=%5E%2Ffb-tgt%2F_bulk_docs%24");
+  CHECK(JsonInt(writes.body, {"count"}) >= 3);  // the refused one, then two halves
+  CHECK(CompareDatabases(src, tgt).empty());
 }
