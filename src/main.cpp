@@ -42,10 +42,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (command == "check-config") return couchrepd::RunCheckConfig(rest);
   if (command == "replicate") return couchrepd::RunReplicate(rest);
-  if (command == "serve") {
-    std::fprintf(stderr, "couchrepd %s: not available in this build yet\n", command.c_str());
-    return couchrepd::kExitFailure;
-  }
+  if (command == "serve") return couchrepd::RunServe(rest);
   std::fprintf(stderr, "couchrepd: unknown command `%s`\n\n%s", command.c_str(), kUsage);
   return couchrepd::kExitUsage;
 }

@@ -75,6 +75,10 @@ class CancelToken {
   std::shared_ptr<State> state_;
 };
 
+// Sleeps on `clock` in short slices so that `cancel` can interrupt it.
+// Returns false when cancelled.
+bool SleepUnlessCancelled(Clock& clock, Duration d, CancelToken* cancel);
+
 struct HttpRequest {
   std::string method = "GET";
   std::string path;        // relative to the endpoint URL ("_changes", "doc%2Fid"), or absolute from '/'
@@ -121,6 +125,9 @@ struct ChangesRequest {
   QueryParams query_params;          // extra filter parameters (query string)
   std::vector<std::string> doc_ids;  // with filter _doc_ids: sent in a POST body
   std::string selector_json;         // with filter _selector: sent in a POST body
+  // Called (on the calling thread) each time the server accepts the request
+  // (2xx headers arrived): a feed is connected.
+  std::function<void()> on_open;
 };
 
 struct ChangesResult {

@@ -64,6 +64,7 @@ struct StateWrite {
   std::optional<std::string> state;           // "triggered" | "completed" | "error" | "failed"
   std::optional<std::string> reason;          // `_replication_state_reason` (no secrets!)
   std::optional<std::string> stats_json;      // `_replication_stats` object (completed)
+  bool clear_reason = false;                  // remove `_replication_state_reason`
   bool operator==(const StateWrite&) const = default;
 };
 
@@ -137,9 +138,32 @@ class DocProcessor {
 
  private:
   struct DocRecord;
+  using Actions = std::vector<DocAction>;
+
+  DocRecord* Find(const DocKey& key) const;
+  // The record of the document whose job `job_id` is (not merely reserved).
+  DocRecord* ActiveOwner(const std::string& job_id) const;
+  // kRemoveJob if `rec` has a job; gives up its claim on a job id (returned
+  // in `released` so that a duplicate can take it over afterwards).
+  void StopJob(DocRecord& rec, Actions& out, std::vector<std::string>& released);
+  void Release(DocRecord& rec, std::vector<std::string>& released);
+  // The oldest duplicate of each released id takes it over (kAddJob).
+  void HandOver(const std::vector<std::string>& released, TimePoint now, Actions& out);
+  // A permanent failure before a job exists: written back, not retried until
+  // the document body changes.
+  void MarkInvalid(DocRecord& rec, const std::string& reason, bool skip_write, TimePoint now,
+                   Actions& out);
+  void Write(DocRecord& rec, StateWrite write, Actions& out);
+  DocAction Action(DocAction::Type type, const DocRecord& rec) const;
+  const Config::ProxyAuth* ProxyAuthOrNull() const;
+  std::string FailureState() const;  // "error" (classic) or "failed" (terminal)
+  bool Classic() const;
+
   DocProcessorSettings settings_;
   std::map<DocKey, std::shared_ptr<DocRecord>> docs_;
-  std::map<std::string, DocKey> owners_;  // job id -> triggering document
+  std::map<std::string, DocKey> owners_;  // job id -> document holding it (running or reserved)
+  uint64_t last_generation_ = 0;          // generations are unique across documents
+  uint64_t last_duplicate_ = 0;           // order in which documents became duplicates
 };
 
 }  // namespace couchrepd

@@ -306,6 +306,9 @@ Result<ChangesResult> CouchClient::Changes(const ChangesRequest& request,
     return true;
   };
   call.cancel = cancel;
+  if (request.on_open) {
+    call.on_head = [&](const HttpResponse&) { request.on_open(); };
+  }
   call.on_data = [&](std::string_view chunk) {
     Status s = parser.Feed(chunk, row_handler);
     if (!s.ok()) {

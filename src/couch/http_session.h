@@ -95,10 +95,6 @@ class HttpSession {
   std::map<std::string, Pacer> pacers_;
 };
 
-// Sleeps on `clock` in short slices so that `cancel` can interrupt it.
-// Returns false when cancelled.
-bool SleepUnlessCancelled(Clock& clock, Duration d, CancelToken* cancel);
-
 // Builds an Error from a non-2xx response (CouchDB's error/reason when the
 // body has them). 408, 429 and 5xx are temporary.
 Error ErrorFromResponse(const HttpResponse& response, std::string_view what);

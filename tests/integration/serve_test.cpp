@@ -1,0 +1,310 @@
+// `couchrepd serve` end to end: replication documents in, jobs run, states
+// written back (SPEC §1, §2, §5, §6).
+#include "integration/serve_helpers.h"
+
+using namespace couchrepd;
+using namespace couchrepd::testing;
+
+namespace {
+
+std::string RepDoc(const TestServer& s, const std::string& src, const std::string& tgt,
+                   const std::string& extra = "") {
+  return "{\"source\":\"" + s.url() + "/" + src + "\",\"target\":\"" + s.url() + "/" + tgt + "\"" +
+         (extra.empty() ? "" : "," + extra) + "}";
+}
+
+}  // namespace
+
+TEST_CASE("serve: a one-shot document is triggered, then completed with stats and the data") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("s1-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 200);
+  ServeProcess serve(ServeConfig(server));
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDbInfo().ok(); }, 10s));  // created by couchrepd
+  // The validation design document was installed.
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
+
+  REQUIRE(rep.PutDoc("one", RepDoc(server, "s1-src", "s1-tgt", "\"create_target\":true,\"keep\":\"me\"")).ok());
+  REQUIRE(WaitForState(rep, "one", "completed"));
+  auto doc = rep.GetDoc("one");
+  REQUIRE(doc.ok());
+  INFO(*doc);
+  CHECK(JsonText(*doc, {"keep"}) == "me");  // other fields untouched
+  CHECK(JsonText(*doc, {"_replication_id"}).find("+create_target") != std::string::npos);
+  CHECK(JsonInt(*doc, {"_replication_stats", "docs_written"}) == 200);
+  CHECK(JsonText(*doc, {"_replication_state_time"}).size() == 20);  // 2026-11-23T14:37:56Z
+  auto tgt = root.Database("s1-tgt");
+  CHECK(DocCount(tgt) == 200);
+  // It went through `triggered` first (classic write-back): two write-backs.
+  CHECK(JsonText(*doc, {"_rev"}).rfind("3-", 0) == 0);
+}
+
+TEST_CASE("serve: continuous documents follow the source; deleting the document stops the job") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("c-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 20);
+  ServeProcess serve(ServeConfig(server));
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDbInfo().ok(); }, 10s));
+  REQUIRE(rep.PutDoc("cont", RepDoc(server, "c-src", "c-tgt", "\"create_target\":true,\"continuous\":true")).ok());
+  REQUIRE(WaitForState(rep, "cont", "triggered"));
+  auto tgt = root.Database("c-tgt");
+  REQUIRE(WaitUntil([&] { return DocCount(tgt) == 20; }, 20s));
+  REQUIRE(src.PutDoc("live-1", R"({"x":1})").ok());
+  CHECK(WaitUntil([&] { return tgt.GetDoc("live-1").ok(); }, 5s));
+
+  auto doc = rep.GetDoc("cont");
+  REQUIRE(doc.ok());
+  REQUIRE(rep.DeleteDoc("cont", JsonText(*doc, {"_rev"})).ok());
+  std::this_thread::sleep_for(1s);  // SPEC: stopped within 1 s
+  REQUIRE(src.PutDoc("after-delete", R"({"x":2})").ok());
+  std::this_thread::sleep_for(3s);
+  CHECK_FALSE(tgt.GetDoc("after-delete").ok());
+  CHECK(rep.GetDoc("cont").ok() == false);  // not resurrected by a write-back
+}
+
+TEST_CASE("serve: invalid documents get error with a reason naming the field; others run") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("i-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 10);
+  ServeProcess serve(ServeConfig(server));
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDbInfo().ok(); }, 10s));
+  struct Bad {
+    const char* id;
+    std::string body;
+    const char* reason_part;
+  };
+  std::vector<Bad> bad = {
+      {"no-source", "{\"target\":\"" + server.url() + "/x\"}", "source"},
+      {"bad-continuous", RepDoc(server, "i-src", "i-tgt", "\"continuous\":\"yes\""), "continuous"},
+      {"bad-url", "{\"source\":\"ftp://host/db\",\"target\":\"" + server.url() + "/x\"}", "source"},
+      {"exclusive", RepDoc(server, "i-src", "i-tgt", "\"doc_ids\":[\"a\"],\"selector\":{\"a\":1}"),
+       "mutually exclusive"},
+  };
+  for (const auto& b : bad) REQUIRE(rep.PutDoc(b.id, b.body).ok());
+  REQUIRE(rep.PutDoc("good", RepDoc(server, "i-src", "i-good", "\"create_target\":true")).ok());
+  for (const auto& b : bad) {
+    CAPTURE(b.id);
+    CHECK(WaitForState(rep, b.id, "error", 15s));
+    auto doc = rep.GetDoc(b.id);
+    REQUIRE(doc.ok());
+    CHECK(JsonText(*doc, {"_replication_state_reason"}).find(b.reason_part) != std::string::npos);
+  }
+  CHECK(WaitForState(rep, "good", "completed"));
+  // Fixing an invalid document makes it run.
+  auto doc = rep.GetDoc("bad-continuous");
+  REQUIRE(doc.ok());
+  REQUIRE(rep.PutDoc("bad-continuous", "{\"_rev\":\"" + JsonText(*doc, {"_rev"}) + "\"," +
+                                           RepDoc(server, "i-src", "i-fixed", "\"create_target\":true").substr(1))
+              .ok());
+  CHECK(WaitForState(rep, "bad-continuous", "completed"));
+}
+
+TEST_CASE("serve: duplicates get only the replication id; one takes over when the first goes") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("d-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 10);
+  ServeProcess serve(ServeConfig(server));
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDbInfo().ok(); }, 10s));
+  std::string body = RepDoc(server, "d-src", "d-tgt", "\"create_target\":true,\"continuous\":true");
+  REQUIRE(rep.PutDoc("first", body).ok());
+  REQUIRE(WaitForState(rep, "first", "triggered"));
+  REQUIRE(rep.PutDoc("second", body).ok());
+  auto first = rep.GetDoc("first");
+  REQUIRE(first.ok());
+  std::string id = JsonText(*first, {"_replication_id"});
+  REQUIRE(WaitUntil([&] {
+    auto d = rep.GetDoc("second");
+    return d.ok() && JsonText(*d, {"_replication_id"}) == id;
+  }, 10s));
+  CHECK(StateOf(rep, "second") == "");  // only the id
+  REQUIRE(rep.DeleteDoc("first", JsonText(*first, {"_rev"})).ok());
+  CHECK(WaitForState(rep, "second", "triggered", 15s));
+  auto tgt = root.Database("d-tgt");
+  REQUIRE(src.PutDoc("after-takeover", R"({"y":1})").ok());
+  CHECK(WaitUntil([&] { return tgt.GetDoc("after-takeover").ok(); }, 10s));
+}
+
+TEST_CASE("serve: a missing source crashes with backoff and error, then recovers by itself") {
+  TestServer server;
+  auto root = ServerClient(server);
+  ServeProcess serve(ServeConfig(server));
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDbInfo().ok(); }, 10s));
+  REQUIRE(rep.PutDoc("late", RepDoc(server, "late-src", "late-tgt", "\"create_target\":true")).ok());
+  REQUIRE(WaitForState(rep, "late", "error", 20s));
+  auto doc = rep.GetDoc("late");
+  REQUIRE(doc.ok());
+  CHECK(JsonText(*doc, {"_replication_state_reason"}).find("db_not_found") != std::string::npos);
+  CHECK(JsonText(*doc, {"_replication_state_reason"}).find("late-src") != std::string::npos);
+  // Backoff: several crashes, spaced out, in the log.
+  auto src = root.Database("late-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 5);
+  CHECK(WaitForState(rep, "late", "completed", 30s));
+  auto tgt = root.Database("late-tgt");
+  CHECK(DocCount(tgt) == 5);
+  CHECK(serve.Log().find("crashed") != std::string::npos);
+}
+
+TEST_CASE("serve: an admin changing the target of a triggered document replaces the job") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("u-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 10);
+  ServeProcess serve(ServeConfig(server));
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDbInfo().ok(); }, 10s));
+  REQUIRE(rep.PutDoc("upd", RepDoc(server, "u-src", "u-tgt1", "\"create_target\":true,\"continuous\":true")).ok());
+  REQUIRE(WaitForState(rep, "upd", "triggered"));
+  auto tgt1 = root.Database("u-tgt1");
+  REQUIRE(WaitUntil([&] { return DocCount(tgt1) == 10; }, 20s));
+  auto doc = rep.GetDoc("upd");
+  REQUIRE(doc.ok());
+  std::string old_id = JsonText(*doc, {"_replication_id"});
+  REQUIRE(rep.PutDoc("upd", "{\"_rev\":\"" + JsonText(*doc, {"_rev"}) + "\"," +
+                                RepDoc(server, "u-src", "u-tgt2", "\"create_target\":true,\"continuous\":true").substr(1))
+              .ok());
+  auto tgt2 = root.Database("u-tgt2");
+  REQUIRE(WaitUntil([&] { return DocCount(tgt2) == 10; }, 20s));
+  REQUIRE(WaitUntil([&] {
+    auto d = rep.GetDoc("upd");
+    return d.ok() && JsonText(*d, {"_replication_id"}) != old_id &&
+           JsonText(*d, {"_replication_state"}) == "triggered";
+  }, 10s));
+  REQUIRE(src.PutDoc("after-update", R"({"z":1})").ok());
+  CHECK(WaitUntil([&] { return tgt2.GetDoc("after-update").ok(); }, 10s));
+  std::this_thread::sleep_for(1500ms);
+  CHECK_FALSE(tgt1.GetDoc("after-update").ok());  // the old job is gone
+}
+
+TEST_CASE("serve: restart resumes from checkpoints; completed documents are left alone") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("r-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 20);
+  auto big = root.Database("r-big");
+  REQUIRE(big.CreateDb().ok());
+  PutPlainDocs(big, 0, 8000);
+  auto rep = root.Database("_replicator");
+  std::string done_rev;
+  {
+    ServeProcess serve(ServeConfig(server));
+    REQUIRE(WaitUntil([&] { return rep.GetDbInfo().ok(); }, 10s));
+    REQUIRE(rep.PutDoc("done", RepDoc(server, "r-src", "r-done", "\"create_target\":true")).ok());
+    REQUIRE(WaitForState(rep, "done", "completed"));
+    done_rev = JsonText(*rep.GetDoc("done"), {"_rev"});
+    REQUIRE(rep.PutDoc("slow", RepDoc(server, "r-big", "r-slow", "\"create_target\":true,\"worker_processes\":1,\"worker_batch_size\":25")).ok());
+    auto slow_tgt = root.Database("r-slow");
+    REQUIRE(WaitUntil([&] { return DocCount(slow_tgt) > 1000; }, 30s));
+    serve.process().Signal(SIGTERM);
+    auto code = serve.process().Wait(15s);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    CHECK(DocCount(slow_tgt) < 8000);
+  }
+  ServeProcess again(ServeConfig(server));
+  CHECK(WaitForState(rep, "slow", "completed", 60s));
+  auto slow_doc = rep.GetDoc("slow");
+  REQUIRE(slow_doc.ok());
+  // The second run resumed: this run's stats are cumulative, but the log
+  // says where it started.
+  CHECK(again.Log().find("starting at sequence 0") == std::string::npos);
+  CHECK(JsonText(*rep.GetDoc("done"), {"_rev"}) == done_rev);  // untouched
+  auto slow_tgt = root.Database("r-slow");
+  CHECK(DocCount(slow_tgt) == 8000);
+}
+
+TEST_CASE("serve: two replicator databases at once, terminal write-back") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("t-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 10);
+  ServeProcess serve(ServeConfig(server,
+                                 "  databases: [_replicator, team/_replicator]\n  write_back: terminal\n"));
+  auto rep1 = root.Database("_replicator");
+  auto rep2 = root.Database("team/_replicator");
+  REQUIRE(WaitUntil([&] { return rep1.GetDbInfo().ok() && rep2.GetDbInfo().ok(); }, 10s));
+  REQUIRE(rep1.PutDoc("a", RepDoc(server, "t-src", "t-a", "\"create_target\":true")).ok());
+  REQUIRE(rep2.PutDoc("b", RepDoc(server, "t-src", "t-b", "\"create_target\":true")).ok());
+  REQUIRE(rep2.PutDoc("c", RepDoc(server, "t-src", "t-c", "\"create_target\":true,\"continuous\":true")).ok());
+  REQUIRE(rep1.PutDoc("bad", R"({"source":"nope nope"})").ok());
+  CHECK(WaitForState(rep1, "a", "completed"));
+  CHECK(WaitForState(rep2, "b", "completed"));
+  CHECK(WaitForState(rep1, "bad", "failed"));
+  auto tc = root.Database("t-c");
+  CHECK(WaitUntil([&] { return DocCount(tc) == 10; }, 20s));
+  CHECK(StateOf(rep2, "c") == "");  // terminal mode writes no transient state
+  auto a = rep1.GetDoc("a");
+  REQUIRE(a.ok());
+  CHECK(JsonText(*a, {"_replication_id"}) == "<missing>");
+}
+
+TEST_CASE("serve: a burst of 1,000 replication documents all reach completed") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("burst-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 3);
+  ServeProcess serve(ServeConfig(server));
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDbInfo().ok(); }, 10s));
+  std::vector<std::string> docs;
+  for (int i = 0; i < 1000; ++i) {
+    docs.push_back("{\"_id\":\"burst-" + std::to_string(i) + "\",\"source\":\"" + server.url() +
+                   "/burst-src\",\"target\":\"" + server.url() + "/burst-tgt-" + std::to_string(i % 50) +
+                   "\",\"create_target\":true,\"doc_ids\":[\"doc" + std::to_string(i % 3) + "\",\"x" +
+                   std::to_string(i) + "\"]}");
+  }
+  REQUIRE(rep.BulkDocs(docs, true).ok());
+  auto completed = [&] {
+    int n = 0;
+    ChangesRequest req;
+    req.include_docs = true;
+    auto r = rep.Changes(req, [&](ChangeRow&& row) {
+      if (row.doc.find("\"_replication_state\":\"completed\"") != std::string::npos) ++n;
+      return true;
+    });
+    return r.ok() ? n : -1;
+  };
+  CHECK(WaitUntil([&] { return completed() == 1000; }, 120s));
+}
+
+TEST_CASE("serve: SIGTERM exits 0 promptly; SIGHUP adds a replicator database") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("h-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 5);
+  ServeProcess serve(ServeConfig(server));
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDbInfo().ok(); }, 10s));
+  auto other = root.Database("other/_replicator");
+  REQUIRE(other.CreateDb().ok());
+  REQUIRE(other.PutDoc("x", RepDoc(server, "h-src", "h-tgt", "\"create_target\":true")).ok());
+  std::this_thread::sleep_for(1500ms);
+  CHECK(StateOf(other, "x") == "");  // not followed yet
+  serve.Rewrite(ServeConfig(server, "  databases: [_replicator, other/_replicator]\n"));
+  serve.process().Signal(SIGHUP);
+  CHECK(WaitForState(other, "x", "completed", 20s));
+  auto t0 = std::chrono::steady_clock::now();
+  serve.process().Signal(SIGTERM);
+  auto code = serve.process().Wait(15s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+}
