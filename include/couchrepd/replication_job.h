@@ -48,6 +48,8 @@ struct JobSnapshot {
   double started_unix = 0;
   double last_checkpoint_unix = 0;  // 0: none yet
   bool caught_up = false;           // continuous: the feed has been drained once
+  uint64_t checkpoints_ok = 0;
+  uint64_t checkpoints_failed = 0;
 };
 
 enum class JobEnd {

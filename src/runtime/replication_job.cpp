@@ -347,6 +347,7 @@ Status ReplicationJob::Impl::Checkpoint() {
   std::lock_guard<std::mutex> lock(mu);
   snap.checkpointed_seq = through;
   snap.last_checkpoint_unix = clock.UnixSeconds();
+  ++snap.checkpoints_ok;
   spdlog::debug("{} checkpointed at {}", settings.log_prefix, through);
   return OkStatus();
 }
@@ -381,6 +382,10 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
     if (clock.Now() >= next_checkpoint) {
       Status s = Checkpoint();
       if (!s.ok()) {
+        {
+          std::lock_guard<std::mutex> guard(mu);
+          ++snap.checkpoints_failed;
+        }
         Fail(s.error());
         break;
       }
@@ -401,6 +406,10 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
   }
   // Checkpoint what is fully written, whatever happened.
   Status final_checkpoint = Checkpoint();
+  if (!final_checkpoint.ok()) {
+    std::lock_guard<std::mutex> guard(mu);
+    ++snap.checkpoints_failed;
+  }
   if (failed) return *failed;
   if (!final_checkpoint.ok()) return final_checkpoint.error();
   if (stopped) return JobEnd::kStopped;
