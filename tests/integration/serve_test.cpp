@@ -308,3 +308,26 @@ TEST_CASE("serve: SIGTERM exits 0 promptly; SIGHUP adds a replicator database") 
   CHECK(*code == 0);
   CHECK(std::chrono::steady_clock::now() - t0 < 10s);
 }
+
+TEST_CASE("serve: discovery follows */_replicator databases as they appear and disappear") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("disc-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 4);
+  ServeProcess serve(ServeConfig(server, "  discover: true\n"));
+  auto team = root.Database("team9/_replicator");
+  REQUIRE(team.CreateDb().ok());
+  REQUIRE(team.PutDoc("t", RepDoc(server, "disc-src", "disc-tgt", "\"create_target\":true,\"continuous\":true")).ok());
+  CHECK(WaitForState(team, "t", "triggered", 20s));
+  auto tgt = root.Database("disc-tgt");
+  CHECK(WaitUntil([&] { return DocCount(tgt) == 4; }, 20s));
+  // The database goes away: its jobs stop.
+  REQUIRE(team.DeleteDb().ok());
+  std::this_thread::sleep_for(4s);  // discovery polls every second here
+  REQUIRE(src.PutDoc("after-drop", R"({"q":1})").ok());
+  std::this_thread::sleep_for(3s);
+  CHECK_FALSE(tgt.GetDoc("after-drop").ok());
+  CHECK(serve.Log().find("no longer following replicator database team9/_replicator") !=
+        std::string::npos);
+}

@@ -155,7 +155,38 @@ function notServerAdmin(res) {
   epUtils.sendJSON(res, 401, {error: 'unauthorized', reason: 'You are not a server admin.'});
 }
 
+// FIX: express-pouchdb stores a database under sanitize-filename(name), which drops '/', so
+// `PUT /team%2F_replicator` is listed by `_all_dbs` as "team_replicator". Remember the names
+// databases were created with and list those (CouchDB keeps names with '/' as they are).
+const originalDbNames = new Map();  // cleaned name -> name as created
+function cleanDbName(name) { return require(epFile('clean-filename.js'))(name); }
+overrideModule('routes/all-dbs.js', () => function (app) {
+  app.get('/_all_dbs', (req, res) => {
+    Promise.resolve(req.PouchDB.allDbs()).then((dbs) => {
+      const names = dbs.filter((n) => n !== 'pouch__auth_sessions__')
+        .map((n) => originalDbNames.get(n) || n)
+        .sort();
+      epUtils.sendJSON(res, 200, names);
+    }).catch((err) => sendErrorSafe(res, err));
+  });
+});
+
 overrideModule('routes/db.js', (original) => function (app) {
+  app.put('/:db', (req, res, next) => {
+    const name = req.params.db;
+    res.on('finish', () => {
+      if (res.statusCode === 201 && name.indexOf('/') !== -1) originalDbNames.set(cleanDbName(name), name);
+    });
+    next();
+  });
+  app.delete('/:db', (req, res, next) => {
+    const name = req.params.db;
+    res.on('finish', () => {
+      if (res.statusCode === 200) originalDbNames.delete(cleanDbName(name));
+    });
+    next();
+  });
+
   // FIX (notes §2.4 #7, pouchdb-server#374): an unauthorised `PUT /newdb` made PouchDB.new()
   // return a rejected promise instead of a db, and `db.info is not a function` killed node.
   // Check for a server admin first, as CouchDB does.
