@@ -26,17 +26,23 @@ class Channel {
     not_full_.wait(lock, [&] { return closed_ || items_.size() < capacity_; });
     if (closed_) return false;
     items_.push_back(std::move(item));
-    not_empty_.notify_one();
+    if (filling_ == 0 || items_.size() >= filling_) not_empty_.notify_one();
     return true;
   }
 
-  // Waits for at least one item (or close), then takes up to `max` items.
-  // Empty result: closed and drained. `on_take` runs under the channel's lock
-  // with the taken items, so callers can number batches in feed order.
+  // Waits for at least one item (or close), then up to `linger` more for the
+  // batch to fill, and takes up to `max` items. Empty result: closed and
+  // drained. `on_take` runs under the channel's lock with the taken items, so
+  // callers can number batches in feed order.
   template <typename F>
-  std::vector<T> PopUpTo(size_t max, F&& on_take) {
+  std::vector<T> PopUpTo(size_t max, std::chrono::milliseconds linger, F&& on_take) {
     std::unique_lock<std::mutex> lock(mu_);
     not_empty_.wait(lock, [&] { return closed_ || !items_.empty(); });
+    if (!closed_ && items_.size() < max && linger.count() > 0) {
+      filling_ = max;
+      not_empty_.wait_for(lock, linger, [&] { return closed_ || items_.size() >= max; });
+      filling_ = 0;
+    }
     std::vector<T> out;
     while (!items_.empty() && out.size() < max) {
       out.push_back(std::move(items_.front()));
@@ -73,6 +79,7 @@ class Channel {
   std::condition_variable not_full_, not_empty_;
   std::deque<T> items_;
   size_t capacity_;
+  size_t filling_ = 0;  // a popper lingers until this many items are queued
   bool closed_ = false;
 };
 

@@ -7,11 +7,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "couchrepd/json_fields.h"
 #include "couchrepd/result.h"
 
 namespace couchrepd {
@@ -46,6 +48,13 @@ int64_t KnownAncestorGeneration(const DocShape& doc,
 
 // Total bytes of attachments newer than `known_generation` (what must be sent).
 int64_t BytesToSend(const DocShape& doc, int64_t known_generation);
+
+// Rewrites every entry of `_attachments` with `edit(name, fields)`, which may
+// change the entry's fields in place; other fields of the document keep their
+// exact bytes.
+Result<std::string> RewriteAttachments(
+    std::string_view doc_json,
+    const std::function<void(const std::string& name, std::vector<JsonField>& fields)>& edit);
 
 // Rewrites `_attachments`: the attachments named in `follows` become
 // multipart "follows" entries ({content_type, length, follows, revpos,

@@ -91,8 +91,9 @@ int64_t BytesToSend(const DocShape& doc, int64_t known_generation) {
   return total;
 }
 
-Result<std::string> WithFollowsAttachments(std::string_view doc_json,
-                                           const std::set<std::string>& follows) {
+Result<std::string> RewriteAttachments(
+    std::string_view doc_json,
+    const std::function<void(const std::string& name, std::vector<JsonField>& fields)>& edit) {
   auto fields = SplitObject(doc_json);
   if (!fields.ok()) return fields.error();
   for (auto& field : *fields) {
@@ -100,20 +101,25 @@ Result<std::string> WithFollowsAttachments(std::string_view doc_json,
     auto atts = SplitObject(field.raw_value);
     if (!atts.ok()) return atts.error();
     for (auto& att : *atts) {
-      if (!follows.count(att.key)) continue;
-      auto meta_fields = SplitObject(att.raw_value);
-      if (!meta_fields.ok()) return meta_fields.error();
-      std::vector<JsonField> out;
-      for (auto& mf : *meta_fields) {
-        if (mf.key == "stub" || mf.key == "data" || mf.key == "follows") continue;
-        out.push_back(mf);
-      }
-      out.push_back({"follows", "true"});
-      att.raw_value = JoinObject(out);
+      auto meta = SplitObject(att.raw_value);
+      if (!meta.ok()) return meta.error();
+      edit(att.key, *meta);
+      att.raw_value = JoinObject(*meta);
     }
     field.raw_value = JoinObject(*atts);
   }
   return JoinObject(*fields);
+}
+
+Result<std::string> WithFollowsAttachments(std::string_view doc_json,
+                                           const std::set<std::string>& follows) {
+  return RewriteAttachments(doc_json, [&](const std::string& name, std::vector<JsonField>& meta) {
+    if (!follows.count(name)) return;
+    std::erase_if(meta, [](const JsonField& f) {
+      return f.key == "stub" || f.key == "data" || f.key == "follows";
+    });
+    meta.push_back({"follows", "true"});
+  });
 }
 
 }  // namespace couchrepd

@@ -312,73 +312,46 @@ class BatchRun {
 };
 
 Result<std::string> BatchRun::InlineMultipartAttachments(const OpenRevsDoc& d) {
-  auto fields = SplitObject(d.json);
-  if (!fields.ok()) return fields.error();
-  for (auto& field : *fields) {
-    if (field.key != "_attachments") continue;
-    auto atts = SplitObject(field.raw_value);
-    if (!atts.ok()) return atts.error();
-    for (auto& att : *atts) {
-      const OpenRevsAttachment* body = nullptr;
-      for (const auto& a : d.attachments) {
-        if (a.name == att.key) body = &a;
-      }
-      if (!body) continue;
-      auto meta = SplitObject(att.raw_value);
-      if (!meta.ok()) return meta.error();
-      std::vector<JsonField> out;
-      for (auto& m : *meta) {
-        if (m.key == "follows" || m.key == "stub" || m.key == "data") continue;
-        out.push_back(m);
-      }
-      out.push_back({"data", JsonQuote(Base64Encode(body->data))});
-      att.raw_value = JoinObject(out);
+  return RewriteAttachments(d.json, [&](const std::string& name, std::vector<JsonField>& meta) {
+    const OpenRevsAttachment* body = nullptr;
+    for (const auto& a : d.attachments) {
+      if (a.name == name) body = &a;
     }
-    field.raw_value = JoinObject(*atts);
-  }
-  return JoinObject(*fields);
+    if (!body) return;
+    std::erase_if(meta, [](const JsonField& f) {
+      return f.key == "follows" || f.key == "stub" || f.key == "data";
+    });
+    meta.push_back({"data", JsonQuote(Base64Encode(body->data))});
+  });
 }
 
 Result<std::string> BatchRun::DescribeSentBytes(
     const std::string& doc_json,
     const std::map<std::string, std::pair<std::string, int64_t>>& received) {
-  auto fields = SplitObject(doc_json);
-  if (!fields.ok()) return fields.error();
-  for (auto& field : *fields) {
-    if (field.key != "_attachments") continue;
-    auto atts = SplitObject(field.raw_value);
-    if (!atts.ok()) return atts.error();
-    for (auto& att : *atts) {
-      auto it = received.find(att.key);
-      if (it == received.end()) continue;
-      const auto& [encoding, bytes] = it->second;
-      auto meta = SplitObject(att.raw_value);
-      if (!meta.ok()) return meta.error();
-      std::vector<JsonField> out;
-      bool stored_encoded = false;
-      for (auto& m : *meta) {
-        if (m.key == "encoding") stored_encoded = true;
+  return RewriteAttachments(doc_json, [&](const std::string& name, std::vector<JsonField>& meta) {
+    auto it = received.find(name);
+    if (it == received.end()) return;
+    const auto& [encoding, bytes] = it->second;
+    bool stored_encoded = std::any_of(meta.begin(), meta.end(),
+                                      [](const JsonField& f) { return f.key == "encoding"; });
+    std::vector<JsonField> out;
+    for (auto& m : meta) {
+      if (m.key == "encoding" || m.key == "encoded_length") continue;
+      // A digest of the stored (encoded) bytes no longer matches when the
+      // server sent them decoded.
+      if (m.key == "digest" && stored_encoded && encoding.empty()) continue;
+      if (m.key == "length" && encoding.empty()) {
+        out.push_back({"length", std::to_string(bytes)});
+        continue;
       }
-      for (auto& m : *meta) {
-        if (m.key == "encoding" || m.key == "encoded_length") continue;
-        // A digest of the stored (encoded) bytes no longer matches when the
-        // server sent them decoded.
-        if (m.key == "digest" && stored_encoded && encoding.empty()) continue;
-        if (m.key == "length" && encoding.empty()) {
-          out.push_back({"length", std::to_string(bytes)});
-          continue;
-        }
-        out.push_back(m);
-      }
-      if (!encoding.empty()) {
-        out.push_back({"encoding", JsonQuote(encoding)});
-        out.push_back({"encoded_length", std::to_string(bytes)});
-      }
-      att.raw_value = JoinObject(out);
+      out.push_back(m);
     }
-    field.raw_value = JoinObject(*atts);
-  }
-  return JoinObject(*fields);
+    if (!encoding.empty()) {
+      out.push_back({"encoding", JsonQuote(encoding)});
+      out.push_back({"encoded_length", std::to_string(bytes)});
+    }
+    meta = std::move(out);
+  });
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support/recordings.h"
+
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -12,25 +14,8 @@ namespace {
 
 // --- Recorded CouchDB 3.4.3 exchanges (format: tests/fixtures/couchdb-3.4/README.md) ---
 
-std::string ReadFixture(const std::string& name) {
-  std::ifstream in(std::string(COUCHREPD_TEST_FIXTURES_DIR) + "/couchdb-3.4/" + name,
-                   std::ios::binary);
-  REQUIRE_MESSAGE(in.good(), "missing fixture " << name);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-// The response body of a recording without a request body: everything after
-// the blank line that ends the response headers.
-std::string ResponseBody(const std::string& name) {
-  std::string data = ReadFixture(name);
-  size_t request_end = data.find("\n\nHTTP/1.1 ");
-  REQUIRE(request_end != std::string::npos);
-  size_t head_end = data.find("\n\n", request_end + 2);
-  REQUIRE(head_end != std::string::npos);
-  return data.substr(head_end + 2);
-}
+using testing::ReadFixture;
+using testing::ResponseBody;
 
 // Undoes HTTP/1.1 chunked framing; returns the chunks as the server sent them.
 // The body may stop without the final zero-size chunk (the client hung up).

@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support/recordings.h"
+
 #include <cstdint>
 #include <fstream>
 #include <optional>
@@ -19,24 +21,8 @@ namespace {
 
 // --- Recorded CouchDB 3.4.3 exchanges (format: tests/fixtures/couchdb-3.4/README.md) ---
 
-std::string ReadFixture(const std::string& name) {
-  std::ifstream in(std::string(COUCHREPD_TEST_FIXTURES_DIR) + "/couchdb-3.4/" + name,
-                   std::ios::binary);
-  REQUIRE_MESSAGE(in.good(), "missing fixture " << name);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-// The response body of a recording without a request body.
-std::string ResponseBody(const std::string& name) {
-  std::string data = ReadFixture(name);
-  size_t request_end = data.find("\n\nHTTP/1.1 ");
-  REQUIRE(request_end != std::string::npos);
-  size_t head_end = data.find("\n\n", request_end + 2);
-  REQUIRE(head_end != std::string::npos);
-  return data.substr(head_end + 2);
-}
+using testing::ReadFixture;
+using testing::ResponseBody;
 
 constexpr const char* kRecordedSeq =
     R"("9-g1AAAACbeJzLYWBgYMpgTmEQTM4vTc5ISXIwNDLXMwBCwxyQVCJDUv3___-zMpgT2XKBAuyJKUnJRsmW2DTgMSaPBUgyNACp_1DTmMGmWZoZmFukpWLTlwUATIIowA")";

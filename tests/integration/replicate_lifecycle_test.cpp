@@ -11,17 +11,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Polls `pred` every 25 ms for at most `timeout`.
-template <typename F>
-bool WaitFor(F pred, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(25ms);
-  }
-  return pred();
-}
-
 std::vector<std::string> ReplicateArgv(std::vector<std::string> args) {
   std::vector<std::string> argv = {COUCHREPD_BINARY, "replicate", "--json", "--quiet"};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -44,7 +33,7 @@ void InterruptAndResume(int sig) {
   {
     Process p(ReplicateArgv(args));
     // Wait until a checkpoint exists on the target and part of the data arrived.
-    REQUIRE(WaitFor(
+    REQUIRE(WaitUntil(
         [&] {
           auto local = root.Database("big-tgt");
           int64_t n = DocCount(local);
@@ -100,12 +89,12 @@ TEST_CASE("continuous: new source documents arrive within 2 s, also after the fe
   PutPlainDocs(src, 0, 100);
   Process p(ReplicateArgv({server.url() + "/c-src", server.url() + "/c-tgt", "--create-target",
                            "--continuous"}));
-  REQUIRE(WaitFor([&] { return DocCount(tgt) == 100; }, 30s));
+  REQUIRE(WaitUntil([&] { return DocCount(tgt) == 100; }, 30s));
 
   auto arrives = [&](const std::string& id) {
     REQUIRE(src.PutDoc(id, R"({"late":true})").ok());
     auto t0 = std::chrono::steady_clock::now();
-    bool ok = WaitFor([&] { return tgt.GetDoc(id).ok(); }, 5s);
+    bool ok = WaitUntil([&] { return tgt.GetDoc(id).ok(); }, 5s);
     auto took = std::chrono::steady_clock::now() - t0;
     CHECK(ok);
     CHECK(took < 2s);
@@ -156,7 +145,7 @@ TEST_CASE("failures: missing source, wrong password, server gone mid-run") {
                            "--worker-processes", "1", "--worker-batch-size", "20",
                            "--retries-per-request", "2", "--connection-timeout", "2000"}));
   auto tgt = root.Database("fail-tgt2");
-  REQUIRE(WaitFor([&] { return DocCount(tgt) > 100; }, 30s));
+  REQUIRE(WaitUntil([&] { return DocCount(tgt) > 100; }, 30s));
   server.Stop();
   auto code = p.Wait(60s);
   REQUIRE(code.has_value());  // no hang

@@ -6,12 +6,24 @@
 #include <simdjson.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "couch/client_fixture.h"
 #include "support/process.h"
 
 namespace couchrepd::testing {
+
+// Polls `pred` every 25 ms for at most `timeout`.
+template <typename F>
+bool WaitUntil(F pred, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return pred();
+}
 
 inline std::string JsonText(const std::string& json, const std::vector<std::string>& path) {
   simdjson::dom::parser p;

@@ -14,16 +14,6 @@ namespace couchrepd::testing {
 
 using namespace std::chrono_literals;
 
-template <typename F>
-bool WaitUntil(F pred, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(25ms);
-  }
-  return pred();
-}
-
 // Fast settings so scenarios take seconds, not minutes.
 inline std::string ServeConfig(const TestServer& server, const std::string& extra_replicator = "",
                                const std::string& extra_top = "") {
