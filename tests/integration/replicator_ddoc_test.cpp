@@ -375,25 +375,6 @@ TEST_CASE("replicator ddoc: what non-admin writers may and may not write") {
     CHECK_MESSAGE(rerun.ok(), rerun.error().Message());
   }
 
-  SUBCASE("a user holding the _replicator role writes like the replicator") {
-    // CouchDB's own _users validation refuses roles starting with '_' (only the
-    // server can hold them); this server accepts them, which lets the exemption run.
-    auto r = f.server.Request(
-        "PUT", "/_users/org.couchdb.user:repl",
-        R"({"name":"repl","password":"replpw","roles":["_replicator"],"type":"user"})");
-    if (r.status != 201) {
-      MESSAGE("this server refuses the _replicator role in _users: " << r.body);
-      return;
-    }
-    auto created = joe.PutDoc("t", JoeDoc());
-    REQUIRE(created.ok());
-    CouchClient repl = f.As("repl:replpw");
-    StateWrite triggered;
-    triggered.state = "triggered";
-    REQUIRE(WriteState(repl, "t", triggered, clock, HalfRandom).ok());
-    auto bad = repl.PutDoc("t2", R"({"anything":1})");
-    CHECK_MESSAGE(bad.ok(), bad.error().Message());
-  }
 }
 
 TEST_CASE("write state: triggered, completed, no-op, other fields kept") {
