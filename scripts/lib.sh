@@ -9,7 +9,7 @@ TEST_SERVER_DIR="$REPO_ROOT/tests/server"
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES=(g++ meson ninja-build pkg-config cmake libcpp-httplib-dev libsimdjson-dev
               libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev libssl-dev zlib1g-dev
-              libbrotli-dev curl openssl)
+              libbrotli-dev curl openssl chromium)
 
 log() { printf '\033[1m[couchrepd]\033[0m %s\n' "$*" >&2; }
 

@@ -30,8 +30,10 @@ class StatusServer {
  public:
   StatusServer(Config::Status settings, StatusHooks hooks);
   ~StatusServer();  // stops
-  // Binds and starts serving on a background thread. A clear error when the
-  // address is taken or invalid.
+  // Binds `status.listen` without serving yet, so that a taken or invalid
+  // address fails before the engine starts any work. A clear error then.
+  Status Bind();
+  // Binds (unless Bind() did) and starts serving on a background thread.
   Status Start();
   void Stop();
   int port() const;  // the bound port (useful with listen port 0)

@@ -10,6 +10,7 @@
 #include "couchrepd/engine.h"
 #include "couchrepd/log.h"
 #include "couchrepd/server_connection.h"
+#include "couchrepd/status_server.h"
 
 namespace couchrepd {
 
@@ -54,11 +55,33 @@ int RunServe(const std::vector<std::string>& args) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   Engine engine(*config);
+  StatusHooks hooks;
+  hooks.snapshot = [&engine] { return engine.Snapshot(); };
+  hooks.reset = [&engine](const std::string& id) { return engine.ResetJob(id); };
+  hooks.pause = [&engine](const std::string& id) { return engine.PauseJob(id); };
+  hooks.resume = [&engine](const std::string& id) { return engine.ResumeJob(id); };
+  StatusServer status(config->status, std::move(hooks));
+  // A taken status address fails before the engine does any work; requests
+  // are served only once the engine runs.
+  Status bound = status.Bind();
+  if (!bound.ok()) {
+    spdlog::error("cannot start: {}", bound.error().Message());
+    return kExitFailure;
+  }
   Status started = engine.Start();
   if (!started.ok()) {
     spdlog::error("cannot start: {}", started.error().Message());
     return kExitFailure;
   }
+  Status listening = status.Start();
+  if (!listening.ok()) {
+    spdlog::error("cannot start: {}", listening.error().Message());
+    engine.Shutdown();
+    return kExitFailure;
+  }
+  const std::string& host = config->status.listen_host;
+  spdlog::info("status API on http://{}:{}/",
+               host.find(':') != std::string::npos ? "[" + host + "]" : host, status.port());
   spdlog::info("couchrepd serving (config {})", path);
   while (true) {
     int sig = 0;
@@ -75,6 +98,7 @@ int RunServe(const std::vector<std::string>& args) {
     spdlog::info("{} received: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     break;
   }
+  status.Stop();
   engine.Shutdown();
   spdlog::info("stopped");
   return kExitOk;

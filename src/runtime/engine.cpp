@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "couchrepd/couch_client.h"
+#include "couchrepd/http_metrics.h"
 #include "couchrepd/log.h"
 #include "couchrepd/replication_setup.h"
 #include "couchrepd/replication_stats.h"
@@ -808,6 +809,7 @@ Status Engine::Start() {
   if (!endpoint.ok()) return endpoint.error();
   m.server_endpoint = *endpoint;
   m.http = HttpOptionsFromConfig(m.config);
+  m.http.observer = RecordHttpEvent;  // every client of the engine and its jobs feeds /metrics
   RegisterConfigSecrets(m.config);
   m.processor = DocProcessor(DocProcessorSettings::From(m.config, m.server_endpoint));
   auto uuid = m.Uuid();
