@@ -99,6 +99,7 @@ struct DocView {
   std::string source;    // display form, no credentials
   std::string target;
   bool continuous = false;
+  std::string stats_json;  // completed: the final `_replication_stats` object
 };
 
 class DocProcessor {

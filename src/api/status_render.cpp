@@ -172,6 +172,8 @@ void WriteDoc(JsonWriter& w, const EngineSnapshot& s, const DocView& d, std::str
     }
   } else if (const JobSnapshot* p = job >= 0 ? ProgressAt(s, job) : nullptr) {
     w.Raw(RenderProgressInfo(ToProgress(*p)));
+  } else if (state == "completed" && !d.stats_json.empty()) {
+    w.Raw(d.stats_json);  // the final statistics, as CouchDB keeps them
   } else {
     w.Null();
   }

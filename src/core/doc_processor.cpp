@@ -120,6 +120,7 @@ struct DocProcessor::DocRecord {
   std::string owned_id;     // the key in owners_ that points here, if any
   uint64_t duplicate_order = 0;
   std::string error;
+  std::string stats_json;  // final statistics once completed
   int doc_errors = 0;  // consecutive temporary failures before a job exists
   int crashes = 0;     // consecutive job crashes
   // An `error` state was written for the current failure streak (classic).
@@ -490,6 +491,7 @@ std::vector<DocAction> DocProcessor::OnJobCompleted(const std::string& job_id,
   StopJob(*rec, out, released);  // the scheduler forgets it; a duplicate may run it again
   StateWrite write = MakeWrite(std::nullopt, "completed", std::nullopt, true);
   if (!stats_json.empty()) write.stats_json = stats_json;
+  rec->stats_json = stats_json;
   Write(*rec, std::move(write), out);
   // The fingerprint is kept until the `completed` echo arrives, so that a
   // late row of an older revision does not run the replication again.
@@ -576,6 +578,7 @@ std::optional<DocView> DocProcessor::Doc(const DocKey& key) const {
       break;
     case Phase::kCompleted:
       v.state = "completed";
+      v.stats_json = rec->stats_json;
       break;
   }
   return v;

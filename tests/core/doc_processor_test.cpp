@@ -584,6 +584,7 @@ TEST_CASE("a completed job writes completed with stats; the document never runs 
     DocView v = h.View("a");
     CHECK(v.state == "completed");
     CHECK(v.job_id == "X");
+    CHECK(v.stats_json == stats);  // the status API shows the final statistics
     CHECK(v.last_updated == At(50));
     CHECK_FALSE(h.p.OwnerOf("X").has_value());
     // A late row of an older revision (our triggered write) changes nothing.
