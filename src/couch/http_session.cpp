@@ -61,13 +61,12 @@ struct CancelToken::State {
 CancelToken::CancelToken() : state_(std::make_shared<State>()) {}
 
 void CancelToken::Cancel() {
-  std::function<void()> closer;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->cancelled = true;
-    closer = state_->closer;
-  }
-  if (closer) closer();
+  // The closer runs under the lock: SetCloser(nullptr), called when the
+  // streaming request ends, waits for it, so the connection it closes is
+  // never destroyed while being closed.
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->cancelled = true;
+  if (state_->closer) state_->closer();
 }
 
 bool CancelToken::cancelled() const {
