@@ -37,11 +37,16 @@ class Channel {
   template <typename F>
   std::vector<T> PopUpTo(size_t max, std::chrono::milliseconds linger, F&& on_take) {
     std::unique_lock<std::mutex> lock(mu_);
-    not_empty_.wait(lock, [&] { return closed_ || !items_.empty(); });
-    if (!closed_ && items_.size() < max && linger.count() > 0) {
-      filling_ = max;
-      not_empty_.wait_for(lock, linger, [&] { return closed_ || items_.size() >= max; });
-      filling_ = 0;
+    while (true) {
+      not_empty_.wait(lock, [&] { return closed_ || !items_.empty(); });
+      if (!closed_ && items_.size() < max && linger.count() > 0) {
+        filling_ = max;
+        not_empty_.wait_for(lock, linger, [&] { return closed_ || items_.size() >= max; });
+        filling_ = 0;
+      }
+      // While this popper lingered (the lock released), a rival may have
+      // taken everything: wait again rather than report "closed".
+      if (closed_ || !items_.empty()) break;
     }
     std::vector<T> out;
     while (!items_.empty() && out.size() < max) {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <regex>
 
 namespace couchrepd {
 
@@ -200,30 +199,154 @@ Url Url::WithTrailingSlash() const {
   return copy;
 }
 
-std::string RedactSecrets(std::string_view text) {
-  // URL userinfo: scheme://user:password@ -> scheme://user:*****@. The password
-  // part may hold anything but whitespace, quotes and '/', and ends at the last
-  // '@' before the host.
-  static const std::regex kUserinfo(R"re(([A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@"'<>]*):[^\s/"'<>]*@)re");
-  // Header-like secrets: `Authorization: Basic xyz`, `"authorization":"..."`, Cookie, tokens.
-  static const std::regex kHeader(
-      R"re(((?:authorization|cookie|set-cookie|x-auth-couchdb-token|proxy-authorization)"?\s*[:=]\s*"?)([^"\r\n,}]*))re",
-      std::regex::icase);
-  static const std::regex kSession(R"re((AuthSession=)[^;\s"',]*)re");
-  // Cheap pre-checks keep the common case (nothing to redact) fast.
-  std::string out(text);
-  if (out.find("://") != std::string::npos && out.find('@') != std::string::npos) {
-    out = std::regex_replace(out, kUserinfo, "$1:*****@");
+namespace {
+
+// Every scanner below moves forward only: time and stack are linear in the
+// input, whatever it holds (no backtracking regular expressions over text a
+// server sent, SPEC §10).
+
+constexpr std::string_view kMask = "*****";
+
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
+bool IsSchemeChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '.' || c == '-';
+}
+
+// Ends a URL's userinfo: whitespace, '/', quotes and angle brackets.
+bool EndsUserinfo(char c) {
+  return IsSpace(c) || c == '/' || c == '"' || c == '\'' || c == '<' || c == '>';
+}
+
+// scheme://user:password@ -> scheme://user:*****@ (the password runs to the
+// last '@' before the userinfo ends, as in ParseUrl).
+std::string RedactUserinfo(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  size_t copied = 0;  // in[0, copied) is in out
+  size_t pos = 0;
+  while ((pos = in.find("://", pos)) != std::string_view::npos) {
+    // A scheme must stand right before "://".
+    if (pos == 0 || !IsSchemeChar(in[pos - 1])) {
+      pos += 3;
+      continue;
+    }
+    size_t i = pos + 3;
+    while (i < in.size() && !EndsUserinfo(in[i]) && in[i] != ':' && in[i] != '@') ++i;
+    if (i >= in.size() || in[i] != ':') {
+      pos = i;
+      continue;
+    }
+    size_t password = i + 1;
+    size_t end = password;
+    size_t last_at = std::string_view::npos;
+    while (end < in.size() && !EndsUserinfo(in[end])) {
+      if (in[end] == '@') last_at = end;
+      ++end;
+    }
+    if (last_at == std::string_view::npos) {
+      pos = end;  // no '@' up to the end of this userinfo: nothing inside it either
+      continue;
+    }
+    out.append(in.substr(copied, password - copied));
+    out.append(kMask);
+    copied = last_at;  // keep the '@'
+    pos = last_at + 1;
   }
-  std::string lower = Lower(out);
-  if (lower.find("authorization") != std::string::npos ||
-      lower.find("cookie") != std::string::npos || lower.find("token") != std::string::npos) {
-    out = std::regex_replace(out, kHeader, "$1*****");
-  }
-  if (out.find("AuthSession=") != std::string::npos) {
-    out = std::regex_replace(out, kSession, "$1*****");
-  }
+  out.append(in.substr(copied));
   return out;
+}
+
+// `name: value`, `"name":"value"`, `name=value` for credential-bearing
+// header names (case-insensitive): the value up to a quote, a line end, ','
+// or '}' becomes *****.
+std::string RedactHeaders(std::string_view in) {
+  static constexpr std::string_view kNames[] = {"proxy-authorization", "authorization",
+                                                "set-cookie", "cookie", "x-auth-couchdb-token"};
+  auto starts_with_ci = [&](size_t at, std::string_view name) {
+    if (in.size() - at < name.size()) return false;
+    for (size_t k = 0; k < name.size(); ++k) {
+      if (std::tolower(static_cast<unsigned char>(in[at + k])) != name[k]) return false;
+    }
+    return true;
+  };
+  std::string out;
+  out.reserve(in.size());
+  size_t copied = 0;
+  size_t i = 0;
+  while (i < in.size()) {
+    char c = static_cast<char>(std::tolower(static_cast<unsigned char>(in[i])));
+    if (c != 'p' && c != 'a' && c != 's' && c != 'c' && c != 'x') {
+      ++i;
+      continue;
+    }
+    std::string_view matched;
+    for (auto name : kNames) {
+      if (starts_with_ci(i, name)) {
+        matched = name;
+        break;
+      }
+    }
+    if (matched.empty()) {
+      ++i;
+      continue;
+    }
+    size_t j = i + matched.size();
+    if (j < in.size() && in[j] == '"') ++j;
+    while (j < in.size() && IsSpace(in[j])) ++j;
+    if (j >= in.size() || (in[j] != ':' && in[j] != '=')) {
+      i = j > i + 1 ? j : i + 1;
+      continue;
+    }
+    ++j;
+    while (j < in.size() && IsSpace(in[j])) ++j;
+    if (j < in.size() && in[j] == '"') ++j;
+    size_t value_end = j;
+    while (value_end < in.size() && in[value_end] != '"' && in[value_end] != '\r' &&
+           in[value_end] != '\n' && in[value_end] != ',' && in[value_end] != '}') {
+      ++value_end;
+    }
+    out.append(in.substr(copied, j - copied));
+    out.append(kMask);
+    copied = value_end;
+    i = value_end;
+  }
+  out.append(in.substr(copied));
+  return out;
+}
+
+// AuthSession=<value> -> AuthSession=***** (value up to ';', whitespace,
+// quotes or ',').
+std::string RedactSessionCookies(std::string_view in) {
+  static constexpr std::string_view kCookie = "AuthSession=";
+  std::string out;
+  out.reserve(in.size());
+  size_t copied = 0;
+  size_t pos = 0;
+  while ((pos = in.find(kCookie, pos)) != std::string_view::npos) {
+    size_t value = pos + kCookie.size();
+    size_t end = value;
+    while (end < in.size() && in[end] != ';' && !IsSpace(in[end]) && in[end] != '"' &&
+           in[end] != '\'' && in[end] != ',') {
+      ++end;
+    }
+    out.append(in.substr(copied, value - copied));
+    out.append(kMask);
+    copied = end;
+    pos = end;
+  }
+  out.append(in.substr(copied));
+  return out;
+}
+
+}  // namespace
+
+std::string RedactSecrets(std::string_view text) {
+  std::string out = RedactUserinfo(text);
+  out = RedactHeaders(out);
+  return RedactSessionCookies(out);
 }
 
 }  // namespace couchrepd

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "couchrepd/url.h"
+#include "couchrepd/limits.h"
 
 using namespace couchrepd;
 
@@ -89,4 +90,50 @@ TEST_CASE("RedactSecrets masks URL passwords and auth headers in free text") {
   CHECK(RedactSecrets("set AuthSession=abc; Path=/") == "set AuthSession=*****; Path=/");
   CHECK(RedactSecrets("http://host/db with no secret") == "http://host/db with no secret");
   CHECK(RedactSecrets("mail bob@example.com") == "mail bob@example.com");
+}
+
+TEST_CASE("RedactSecrets is linear on hostile text: a 60 KB token value, long runs, many URLs") {
+  // A server's 401 reason once crashed the process here (a backtracking
+  // regex recursed once per character).
+  std::string token = "x-auth-couchdb-token: " + std::string(60000, 'a');
+  CHECK(RedactSecrets(token) == "x-auth-couchdb-token: *****");
+  std::string quoted = "{\"reason\":\"Authorization: Basic " + std::string(200000, 'Z') + "\"}";
+  CHECK(RedactSecrets(quoted) == "{\"reason\":\"Authorization: *****\"}");
+  // Many URLs with passwords, each masked.
+  std::string many;
+  for (int i = 0; i < 5000; ++i) many += "http://u" + std::to_string(i) + ":pw" + std::to_string(i) + "@h/ ";
+  std::string red = RedactSecrets(many);
+  CHECK(red.find(":pw") == std::string::npos);
+  CHECK(red.find("http://u4999:*****@h/") != std::string::npos);
+  // One long userinfo without '@': left as it is.
+  std::string no_at = "http://user:" + std::string(300000, 'p');
+  CHECK(RedactSecrets(no_at) == no_at);
+  // A long password runs to the last '@' before the userinfo ends.
+  std::string long_pw = "http://user:" + std::string(100000, '@') + "host/db";
+  CHECK(RedactSecrets(long_pw) == "http://user:*****@host/db");
+  std::string cookies;
+  for (int i = 0; i < 3000; ++i) cookies += "AuthSession=s" + std::to_string(i) + "; ";
+  CHECK(RedactSecrets(cookies).find("AuthSession=s") == std::string::npos);
+  // Names without a ':' or '=' after them are left alone.
+  std::string words(100000, ' ');
+  words += "cookie jar, authorization pending";
+  CHECK(RedactSecrets(words) == words);
+}
+
+TEST_CASE("CapText cuts server text to 1 KiB on a UTF-8 boundary and says so") {
+  CHECK(CapText("short") == "short");
+  std::string exact(kMaxServerTextBytes, 'r');
+  CHECK(CapText(exact) == exact);
+  std::string big(40 * 1024, 'r');
+  std::string capped = CapText(big);
+  CHECK(capped.size() < kMaxServerTextBytes + 40);
+  CHECK(capped.rfind(std::string(kMaxServerTextBytes, 'r'), 0) == 0);
+  CHECK(capped.find("(cut, 40960 bytes)") != std::string::npos);
+  // "é" is two bytes: the cut never splits it.
+  std::string accents;
+  while (accents.size() < 2000) accents += "\xC3\xA9";
+  std::string cut = CapText("x" + accents);
+  size_t kept = cut.find("\xE2\x80\xA6");
+  REQUIRE(kept != std::string::npos);
+  CHECK(kept % 2 == 1);  // "x" + whole two-byte characters
 }
