@@ -9,7 +9,7 @@ TEST_SERVER_DIR="$REPO_ROOT/tests/server"
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES=(g++ meson ninja-build pkg-config cmake libcpp-httplib-dev libsimdjson-dev
               libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev libssl-dev zlib1g-dev
-              libbrotli-dev curl openssl chromium)
+              libbrotli-dev curl openssl chromium clang libclang-rt-14-dev)
 
 log() { printf '\033[1m[couchrepd]\033[0m %s\n' "$*" >&2; }
 
@@ -55,4 +55,81 @@ build() {
 # free_port: prints a free TCP port on 127.0.0.1
 free_port() {
   node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+# --- fuzzing and sanitizer builds (scripts/fuzz, scripts/test) ---
+
+# build_fuzz_targets DIR: configures DIR with clang and -Dfuzzing=true when
+# needed and builds every tests/fuzz/fuzz_*.cpp target (nothing else).
+build_fuzz_targets() {
+  local dir="$1"
+  if [ ! -f "$dir/build.ninja" ]; then
+    log "configuring $dir (clang, -Dfuzzing=true)"
+    CC=clang CXX=clang++ meson setup "$dir" "$REPO_ROOT" --wrap-mode=nodownload \
+      --buildtype=debugoptimized -Dfuzzing=true >/dev/null
+  fi
+  local targets=() f
+  for f in "$REPO_ROOT"/tests/fuzz/fuzz_*.cpp; do
+    targets+=("tests/fuzz/$(basename "$f" .cpp)")
+  done
+  log "building the fuzz targets in $dir"
+  ninja -C "$dir" "${targets[@]}" >/dev/null || ninja -C "$dir" "${targets[@]}"
+}
+
+# run_fuzz_targets DIR SECONDS ARTIFACTS: runs each fuzz target for SECONDS
+# from a temporary copy of tests/fuzz/corpus/<target>; one line per target,
+# then a doctest-like summary line (counted by scripts/test). Crash inputs go
+# to ARTIFACTS/<target>-crash-*. Returns non-zero when any target failed.
+run_fuzz_targets() {
+  local dir="$1" seconds="$2" artifacts="$3"
+  mkdir -p "$artifacts"
+  local work passed=0 failed=0 f name bin out start rc summary
+  work="$(mktemp -d /tmp/couchrepd-fuzz-XXXXXX)"
+  for f in "$REPO_ROOT"/tests/fuzz/fuzz_*.cpp; do
+    name="$(basename "$f" .cpp)"
+    bin="$dir/tests/fuzz/$name"
+    out="$artifacts/$name.log"
+    mkdir -p "$work/$name"
+    if [ -d "$REPO_ROOT/tests/fuzz/corpus/$name" ]; then
+      cp "$REPO_ROOT/tests/fuzz/corpus/$name"/* "$work/$name"/ 2>/dev/null || true
+    fi
+    rm -f "$artifacts/$name"-crash-* "$artifacts/$name"-leak-* "$artifacts/$name"-timeout-* "$artifacts/$name"-oom-*
+    start=$SECONDS
+    set +e
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" ASAN_OPTIONS="halt_on_error=1" \
+      "$bin" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2560 -max_len=65536 \
+      -print_final_stats=1 -artifact_prefix="$artifacts/$name-" "$work/$name" >"$out" 2>&1
+    rc=$?
+    set -e
+    summary="$(grep -E '^stat::number_of_executed_units' "$out" | awk '{print $2}' || true)"
+    if [ "$rc" -eq 0 ]; then
+      passed=$((passed + 1))
+      printf 'fuzz %-22s ok     %ss, %s runs, corpus %s files\n' "$name" "$((SECONDS - start))" \
+        "${summary:-?}" "$(ls "$work/$name" | wc -l)"
+    else
+      failed=$((failed + 1))
+      local input reason
+      input="$(ls -t "$artifacts/$name"-* 2>/dev/null | grep -v '\.log$' | head -1 || true)"
+      reason="$(grep -a -m1 -E 'contract broken|ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)|runtime error:' "$out" | cut -c1-200 || true)"
+      printf 'fuzz %-22s FAILED (exit %s) after %ss: %s\n      input: %s, log: %s\n' "$name" "$rc" \
+        "$((SECONDS - start))" "${reason:-see log}" "${input:-none}" "$out"
+    fi
+  done
+  rm -rf "$work"
+  echo "[doctest] test cases: $((passed + failed)) | $passed passed | $failed failed | 0 skipped"
+  [ "$failed" -eq 0 ]
+}
+
+# build_sanitized DIR SANITIZERS: a gcc build of couchrepd and the two test
+# binaries with -Db_sanitize=SANITIZERS (address,undefined or thread) at -O1.
+build_sanitized() {
+  local dir="$1" sanitizers="$2"
+  if [ ! -f "$dir/build.ninja" ]; then
+    log "configuring $dir (-Db_sanitize=$sanitizers)"
+    meson setup "$dir" "$REPO_ROOT" --wrap-mode=nodownload --buildtype=debugoptimized \
+      -Doptimization=1 -Db_sanitize="$sanitizers" >/dev/null
+  fi
+  log "building $dir"
+  ninja -C "$dir" couchrepd tests/unit_tests tests/integration_tests >/dev/null ||
+    ninja -C "$dir" couchrepd tests/unit_tests tests/integration_tests
 }
