@@ -140,6 +140,9 @@ struct Config {
     bool use_checkpoints = true;  // off: every restart replays from since_seq or 0
     // Attachments at least this big are streamed instead of held in memory.
     int64_t attachment_stream_threshold_bytes = 1 << 20;
+    // CA bundle trusted, besides the system store, for endpoints named by URL in
+    // documents (SPEC §4.4); server.tls_verify/ca_file never apply to them.
+    std::string ca_file;
     bool operator==(const Replication&) const = default;
   };
 

@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -132,6 +133,12 @@ class DocProcessor {
   // kRemoveJob for its jobs, no write-back; its documents are forgotten.
   std::vector<DocAction> OnDatabaseRemoved(const std::string& db, TimePoint now);
 
+  // Whether the validation function of replicator database `db` is in place
+  // (SPEC §1.3; the engine tells, in feed order; databases never told about
+  // count as in place). While it is not, the documents of `db` processed from
+  // now on get no server credentials for local endpoints (local_access.h).
+  void SetValidationInPlace(const std::string& db, bool in_place);
+
   std::vector<DocView> Docs() const;  // sorted by (db, doc_id)
   std::optional<DocView> Doc(const DocKey& key) const;
   // The document that owns (triggered) a job.
@@ -165,6 +172,7 @@ class DocProcessor {
   std::map<std::string, DocKey> owners_;  // job id -> document holding it (running or reserved)
   uint64_t last_generation_ = 0;          // generations are unique across documents
   uint64_t last_duplicate_ = 0;           // order in which documents became duplicates
+  std::set<std::string> validation_missing_;  // databases whose validation function is not in place
 };
 
 }  // namespace couchrepd

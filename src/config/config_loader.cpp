@@ -632,6 +632,7 @@ std::vector<Field> Loader::Fields(Config& c) {
               Bool("use_checkpoints", replication.use_checkpoints),
               Int("attachment_stream_threshold_bytes",
                   replication.attachment_stream_threshold_bytes, 0, int64_t{1} << 30),
+              Path("ca_file", replication.ca_file),
           }),
       Sub("retry",
           {
@@ -708,6 +709,7 @@ void Loader::CheckConsistency(const Config& c) {
     }
   }
   CheckReadable("server.ca_file", c.server.ca_file);
+  CheckReadable("replication.ca_file", c.replication.ca_file);
 }
 
 void Loader::CheckReadable(const std::string& path, const std::string& file) {

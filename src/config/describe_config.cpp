@@ -200,6 +200,7 @@ std::string DescribeConfig(const Config& c) {
   w.Line(1, "use_checkpoints", Bool(replication.use_checkpoints));
   w.Line(1, "attachment_stream_threshold_bytes",
          std::to_string(replication.attachment_stream_threshold_bytes));
+  w.Line(1, "ca_file", Scalar(replication.ca_file));
 
   const Config::Retry& retry = c.retry;
   w.Section(0, "retry");

@@ -9,6 +9,7 @@
 
 #include "couchrepd/encoding.h"
 #include "couchrepd/json_fields.h"
+#include "couchrepd/local_access.h"
 #include "couchrepd/url.h"
 
 namespace couchrepd {
@@ -158,6 +159,14 @@ DocProcessor::DocProcessor(DocProcessorSettings settings) : settings_(std::move(
 
 void DocProcessor::UpdateSettings(DocProcessorSettings settings) {
   settings_ = std::move(settings);
+}
+
+void DocProcessor::SetValidationInPlace(const std::string& db, bool in_place) {
+  if (in_place) {
+    validation_missing_.erase(db);
+  } else {
+    validation_missing_.insert(db);
+  }
 }
 
 // ---------------------------------------------------------------- helpers
@@ -332,7 +341,8 @@ std::vector<DocAction> DocProcessor::OnChange(const std::string& db, const std::
   }
 
   auto spec = std::make_shared<const ReplicationSpec>(
-      ResolveLocalEndpoints(std::move(*parsed), settings_.server, ProxyAuthOrNull()));
+      ResolveLocalAccess(std::move(*parsed), settings_.server, ProxyAuthOrNull(),
+                         validation_missing_.count(db) == 0));
   std::string fingerprint = Fingerprint(*spec);
   rec->body_hash = body.hash;
   if (known && KeepsFingerprint(previous) && rec->fingerprint == fingerprint) return {};
