@@ -91,6 +91,16 @@ bool Process::running() { return !Wait(std::chrono::milliseconds(0)).has_value()
 std::string Process::Stdout() const { return ReadFile(out_path_); }
 std::string Process::Stderr() const { return ReadFile(err_path_); }
 
+long ProcStatusKb(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  const std::string prefix = field + ":";
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) == 0) return std::strtol(line.c_str() + prefix.size(), nullptr, 10);
+  }
+  return -1;
+}
+
 RunResult RunCouchrepd(const std::vector<std::string>& args, const std::vector<std::string>& env,
                        std::chrono::milliseconds timeout) {
   std::vector<std::string> argv = {COUCHREPD_BINARY};

@@ -26,12 +26,17 @@ class Process {
   bool running();
   std::string Stdout() const;
   std::string Stderr() const;
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;
   std::optional<int> exit_code_;
   std::string out_path_, err_path_;
 };
+
+// A "Vm...:" field of /proc/PID/status in KiB (e.g. "VmRSS", "VmHWM"), or -1 when the process
+// is gone (or a zombie) or has no such field.
+long ProcStatusKb(pid_t pid, const std::string& field);
 
 // Runs couchrepd to completion (at most `timeout`) and returns exit code, stdout, stderr.
 struct RunResult {
