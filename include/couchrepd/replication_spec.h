@@ -41,6 +41,14 @@ inline constexpr int kMaxWorkerBatchSize = 100000;
 inline constexpr int kMaxHttpConnections = 1024;
 inline constexpr int kMaxRetriesPerRequest = 1000;
 inline constexpr std::chrono::milliseconds kMaxIntervalOption = std::chrono::hours(24);
+// Bounds on what a document makes couchrepd send with every request (SPEC
+// §10): an endpoint's `headers` (count, and bytes of one name plus value),
+// the length of an endpoint URL, and `user_ctx.roles` (sent in a proxy
+// authentication header).
+inline constexpr size_t kMaxEndpointHeaders = 100;
+inline constexpr size_t kMaxHeaderBytes = 8192;
+inline constexpr size_t kMaxUrlBytes = 8192;
+inline constexpr size_t kMaxUserCtxRoles = 100;
 
 // The document's `user_ctx`: whom a local endpoint is accessed as (SPEC §1.3).
 struct UserCtx {
@@ -156,7 +164,10 @@ struct ReplicationDefaults {
 // boolean", "`source` is missing", "`doc_ids`, `filter` and `selector` are
 // mutually exclusive", "`source`: unsupported scheme `ftp` (only http and
 // https)". Any input is safe: invalid JSON or UTF-8 and documents nested too
-// deeply give "the document is not valid JSON: ...".
+// deeply give "the document is not valid JSON: ...", naming the top-level
+// field that holds the problem ("`selector` is nested more than 1024 levels
+// deep"). Endpoint headers, URLs and roles beyond the bounds above are
+// refused with the bound in the reason.
 Result<ReplicationSpec> ParseReplicationDoc(std::string_view doc_json,
                                             const ReplicationDefaults& defaults);
 

@@ -10,6 +10,7 @@
 #include "couchrepd/encoding.h"
 #include "couchrepd/json_fields.h"
 #include "couchrepd/local_access.h"
+#include "couchrepd/limits.h"
 #include "couchrepd/url.h"
 
 namespace couchrepd {
@@ -96,6 +97,18 @@ Duration DocBackoff(const DocProcessorSettings& s, int failures, double random) 
   base = std::min(base, s.doc_backoff_max);
   if (!(random >= 0.0 && random < 1.0)) random = 0.5;  // also NaN
   return Duration(std::llround(static_cast<double>(base.count()) * (0.5 + random)));
+}
+
+// A reason that is written back or shown: cut to 1 KiB in all, the cut mark
+// included (SPEC §10), before and after redaction (masking can lengthen it),
+// and without credentials. Job reasons may carry a server's text.
+std::string ShortReason(std::string_view reason) {
+  constexpr size_t kRoomForMark = 48;  // "... (cut, N bytes)"
+  constexpr size_t kKept = kMaxServerTextBytes - kRoomForMark;
+  std::string out = RedactSecrets(reason.size() > kMaxServerTextBytes ? CapText(reason, kKept)
+                                                                      : std::string(reason));
+  if (out.size() > kMaxServerTextBytes) out = CapText(out, kKept);
+  return out;
 }
 
 StateWrite MakeWrite(std::optional<std::string> replication_id, std::optional<std::string> state,
@@ -312,7 +325,7 @@ std::vector<DocAction> DocProcessor::OnChange(const std::string& db, const std::
     rec->body_hash = body.hash;
     rec->crashes = 0;
     rec->doc_errors = 0;
-    rec->error = completed ? "" : RedactSecrets(body.reason.value_or(""));
+    rec->error = completed ? "" : ShortReason(body.reason.value_or(""));
     if (body.replication_id) rec->job_id = *body.replication_id;
     if (!rec->spec) {  // only for the status view
       auto parsed = ParseReplicationDoc(doc_json, settings_.defaults);
@@ -328,7 +341,7 @@ std::vector<DocAction> DocProcessor::OnChange(const std::string& db, const std::
   auto parsed = ParseReplicationDoc(doc_json, settings_.defaults);
   if (!parsed.ok()) {
     const Error& e = parsed.error();
-    std::string reason = RedactSecrets(e.reason.empty() ? e.Message() : e.reason);
+    std::string reason = ShortReason(e.reason.empty() ? e.Message() : e.reason);
     // An unreadable body cannot tell what was written; do not write again
     // what we wrote for it last time.
     bool skip = !body.readable && known && previous == Phase::kInvalid && previous_error == reason;
@@ -385,7 +398,7 @@ std::vector<DocAction> DocProcessor::OnIdComputed(const DocKey& doc, uint64_t ge
 
   if (!id.ok()) {
     Release(*rec, released);
-    std::string reason = RedactSecrets(id.error().Message());
+    std::string reason = ShortReason(id.error().Message());
     if (!id.error().temporary()) {
       rec->doc_errors = 0;
       MarkInvalid(*rec, reason, false, now, out);
@@ -468,7 +481,7 @@ std::vector<DocAction> DocProcessor::OnJobCrashed(const std::string& job_id,
   DocRecord* rec = ActiveOwner(job_id);
   if (rec == nullptr) return {};
   rec->crashes = consecutive_crashes;
-  rec->error = RedactSecrets(reason);
+  rec->error = ShortReason(reason);
   rec->last_updated = now;
   Actions out;
   if (Classic() && consecutive_crashes >= settings_.error_after && !rec->error_written) {
@@ -521,7 +534,7 @@ std::vector<DocAction> DocProcessor::OnJobFailed(const std::string& job_id,
   std::vector<std::string> released;
   StopJob(*rec, out, released);
   rec->phase = Phase::kJobFailed;
-  rec->error = RedactSecrets(reason);
+  rec->error = ShortReason(reason);
   rec->crashes = 0;
   rec->last_updated = now;
   StateWrite write = MakeWrite(std::nullopt, FailureState(), rec->error);

@@ -56,15 +56,105 @@ std::string Echo(std::string_view s) {
   return out;
 }
 
-std::string NotJson(simdjson::error_code code) {
+bool IsJsonSpaceChar(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// The top-level member of a JSON object text whose value alone fails to
+// parse, found by a structural scan (strings, escapes and brackets only, no
+// recursion, linear time): the key as a user would read it, or nullopt when
+// the text is not an object of that shape or every value parses alone.
+std::optional<std::string> FindBadMember(std::string_view json) {
+  size_t i = 0;
+  const size_t n = json.size();
+  auto skip_space = [&] {
+    while (i < n && IsJsonSpaceChar(json[i])) ++i;
+  };
+  // The end of the string starting at json[i] == '"' (one past its closing quote).
+  auto string_end = [&](size_t at) -> size_t {
+    for (size_t j = at + 1; j < n; ++j) {
+      if (json[j] == '\\') {
+        ++j;
+      } else if (json[j] == '"') {
+        return j + 1;
+      }
+    }
+    return std::string_view::npos;
+  };
+  simdjson::dom::parser parser;
+  skip_space();
+  if (i >= n || json[i] != '{') return std::nullopt;
+  ++i;
+  while (true) {
+    skip_space();
+    if (i >= n || json[i] != '"') return std::nullopt;
+    size_t key_end = string_end(i);
+    if (key_end == std::string_view::npos) return std::nullopt;
+    simdjson::padded_string key_text(json.substr(i, key_end - i));
+    std::string_view key;
+    if (parser.parse(key_text).get_string().get(key)) return std::string("a field name");
+    std::string name = Q(Echo(key));
+    i = key_end;
+    skip_space();
+    if (i >= n || json[i] != ':') return std::nullopt;
+    ++i;
+    skip_space();
+    size_t start = i;
+    if (i < n && json[i] == '"') {
+      i = string_end(i);
+      if (i == std::string_view::npos) return name;
+    } else if (i < n && (json[i] == '{' || json[i] == '[')) {
+      size_t depth = 0;
+      while (i < n) {
+        char c = json[i];
+        if (c == '"') {
+          i = string_end(i);
+          if (i == std::string_view::npos) return name;
+          continue;
+        }
+        ++i;
+        if (c == '{' || c == '[') {
+          ++depth;
+        } else if ((c == '}' || c == ']') && --depth == 0) {
+          break;
+        }
+      }
+      if (depth != 0) return name;
+    } else {
+      while (i < n && json[i] != ',' && json[i] != '}' && !IsJsonSpaceChar(json[i])) ++i;
+    }
+    simdjson::padded_string value(json.substr(start, i - start));
+    auto code = parser.parse(value).error();
+    if (code && code != simdjson::NUMBER_ERROR) return name;
+    skip_space();
+    if (i >= n || json[i] != ',') return std::nullopt;
+    ++i;
+  }
+}
+
+// Why a document is not valid JSON; `json` is its text, for naming the
+// member that holds the problem where the problem is inside one.
+std::string NotJson(simdjson::error_code code, std::string_view json) {
   std::string what;
+  std::optional<std::string> member;
+  if (code == simdjson::UTF8_ERROR || code == simdjson::DEPTH_ERROR ||
+      code == simdjson::STRING_ERROR || code == simdjson::UNESCAPED_CHARS) {
+    member = FindBadMember(json);
+  }
+  std::string subject = member ? *member : "it";
   switch (code) {
     case simdjson::UTF8_ERROR:
-      what = "it contains invalid UTF-8";
+      what = subject + " contains invalid UTF-8";
       break;
     case simdjson::DEPTH_ERROR:
-      what =
-          "it is nested more than " + std::to_string(simdjson::DEFAULT_MAX_DEPTH) + " levels deep";
+      what = subject + " is nested more than " + std::to_string(simdjson::DEFAULT_MAX_DEPTH) +
+             " levels deep";
+      break;
+    case simdjson::STRING_ERROR:
+      what = subject +
+             " holds a string with an invalid escape (e.g. an unpaired surrogate such as "
+             "\\ud800)";
+      break;
+    case simdjson::UNESCAPED_CHARS:
+      what = subject + " holds a string with an unescaped control character";
       break;
     case simdjson::EMPTY:
       what = "it is empty";
@@ -429,6 +519,9 @@ Result<EndpointSpec> ReadEndpoint(const std::string& field, const element& value
   }
   std::string shown = is_string ? field : field + ".url";
   if (text.empty()) return BadDoc(Q(shown) + " is empty");
+  if (text.size() > kMaxUrlBytes) {
+    return BadDoc(Q(shown) + " is longer than " + std::to_string(kMaxUrlBytes) + " bytes");
+  }
 
   EndpointSpec spec;
   size_t scheme_end = text.find("://");
@@ -475,6 +568,10 @@ Result<EndpointSpec> ReadEndpoint(const std::string& field, const element& value
     if (headers->get_object().get(object)) {
       return BadDoc(Q(field + ".headers") + " must be an object");
     }
+    if (object.size() > kMaxEndpointHeaders) {
+      return BadDoc(Q(field + ".headers") + " has more than " +
+                    std::to_string(kMaxEndpointHeaders) + " headers");
+    }
     for (auto [name, header_value] : object) {
       if (!IsHeaderName(name)) {
         return BadDoc(Q(field + ".headers") + " has a name that is not a valid HTTP header name");
@@ -487,6 +584,9 @@ Result<EndpointSpec> ReadEndpoint(const std::string& field, const element& value
         return BadDoc(where + " must not contain line breaks or control characters");
       }
       if (IsFramingHeader(name)) return BadDoc(where + " is set by couchrepd and cannot be given");
+      if (name.size() + v.size() > kMaxHeaderBytes) {
+        return BadDoc(where + " is longer than " + std::to_string(kMaxHeaderBytes) + " bytes");
+      }
       spec.headers_as_written.emplace_back(std::string(name), std::string(v));
       if (IsBasicAuthorization(name, v)) {
         if (!from_header && !bad_header) {
@@ -812,6 +912,10 @@ Status ReadUserCtx(const Fields& doc, UserCtx& out) {
   if (!(*value)["roles"].get(roles) && !roles.is_null()) {
     simdjson::dom::array array;
     if (roles.get_array().get(array)) return BadDoc("`user_ctx.roles` must be an array of strings");
+    if (array.size() > kMaxUserCtxRoles) {
+      return BadDoc("`user_ctx.roles` has more than " + std::to_string(kMaxUserCtxRoles) +
+                    " roles");
+    }
     for (element role : array) {
       std::string_view s;
       if (role.get_string().get(s)) return BadDoc("`user_ctx.roles` must be an array of strings");
@@ -953,7 +1057,7 @@ Result<ReplicationSpec> ParseReplicationDoc(std::string_view doc_json,
   if (code == simdjson::NUMBER_ERROR) {
     if (auto clamped = ClampBigIntegers(doc_json)) code = parser.parse(*clamped).get(root);
   }
-  if (code) return BadDoc(NotJson(code));
+  if (code) return BadDoc(NotJson(code, doc_json));
   simdjson::dom::object object;
   if (root.get_object().get(object)) return BadDoc("the document is not a JSON object");
   RawFields raw;

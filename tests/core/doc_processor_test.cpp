@@ -717,8 +717,8 @@ TEST_CASE("hostile documents get an error write, never a crash") {
       {"", "the document is not valid JSON: "},
       {deep_bad, "the document is not valid JSON: "},
       {"{\"source\":\"\xff\xfe\"," + std::string(kTgt) + "}",
-       "the document is not valid JSON: it contains invalid UTF-8"},
-      {huge, "`source` is neither an http(s) URL nor a valid database name"},
+       "the document is not valid JSON: `source` contains invalid UTF-8"},
+      {huge, "`source` is longer than 8192 bytes"},
       {many, "`source` is missing"},
       {R"({"source":{"url":{"x":[1,{"y":null}]}},"target":[[[]]],"continuous":{}})",
        "`source.url` must be a string"},
@@ -742,6 +742,70 @@ TEST_CASE("hostile documents get an error write, never a crash") {
     CHECK(h.View("a").state == "failed");
     // The same row again (a restart of the feed): nothing more.
     CHECK(h.Change("a", doc) == "");
+  }
+}
+
+TEST_CASE("reasons written back or shown are cut to 1 KiB, mark included, and redacted") {
+  // A server's 40 KB error text, with a credential near its start.
+  const std::string huge = "GET http://bob:secret@src.example/a/ failed: " + std::string(40000, 'r');
+  auto check = [&](const std::string& reason) {
+    CAPTURE(reason.substr(0, 80));
+    CHECK(reason.size() <= 1024);
+    CHECK(reason.starts_with("GET http://bob:*****@src.example/a/ failed: rrrr"));
+    CHECK(reason.find("(cut, " + std::to_string(huge.size()) + " bytes)") != std::string::npos);
+    CHECK(reason.find("secret") == std::string::npos);
+  };
+  SUBCASE("a crashing job (classic)") {
+    Harness h;
+    StartRunning(h);
+    auto actions = h.p.OnJobCrashed("X", huge, 1, At(0));
+    REQUIRE(actions.size() == 1);
+    REQUIRE(actions[0].write.reason.has_value());
+    check(*actions[0].write.reason);
+    check(h.View("a").error);
+  }
+  SUBCASE("a failed job (terminal)") {
+    Harness h(Settings(WriteBack::kTerminal));
+    StartRunning(h);
+    auto actions = h.p.OnJobFailed("X", huge, At(0));
+    REQUIRE(actions.size() == 2);
+    REQUIRE(actions[1].write.reason.has_value());
+    CHECK(actions[1].write.state == "failed");
+    check(*actions[1].write.reason);
+    check(h.View("a").error);
+  }
+  SUBCASE("a permanent failure computing the id") {
+    Harness h;
+    REQUIRE(h.Change("a", Body("a", 1, Valid())) == "compute _replicator/a g1");
+    auto actions = h.p.OnIdComputed(DocKey{kDb, "a"}, 1, Error::Permanent("", huge), At(0), {});
+    REQUIRE(actions.size() == 1);
+    REQUIRE(actions[0].write.reason.has_value());
+    check(*actions[0].write.reason);
+  }
+  SUBCASE("a temporary failure computing the id") {
+    Harness h;
+    h.randoms = {0.5};
+    REQUIRE(h.Change("a", Body("a", 1, Valid())) == "compute _replicator/a g1");
+    auto actions =
+        h.p.OnIdComputed(DocKey{kDb, "a"}, 1, Error::Temporary("", huge), At(0), h.Random());
+    REQUIRE(actions.size() == 2);
+    REQUIRE(actions[0].write.reason.has_value());
+    check(*actions[0].write.reason);
+  }
+  SUBCASE("a document a user marked failed with a huge reason") {
+    Harness h;
+    std::string reason_json = "\"" + huge + "\"";
+    CHECK(h.Change("a", Body("a", 1, Valid(R"("_replication_state":"failed",)"
+                                           R"("_replication_state_reason":)" + reason_json))) == "");
+    check(h.View("a").error);
+  }
+  SUBCASE("short reasons are kept whole") {
+    Harness h;
+    StartRunning(h);
+    std::string exact(1024, 'e');
+    auto actions = h.p.OnJobCrashed("X", exact, 1, At(0));
+    REQUIRE(actions.size() == 1);
+    CHECK(actions[0].write.reason == exact);
   }
 }
 

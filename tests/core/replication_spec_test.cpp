@@ -303,6 +303,48 @@ TEST_CASE("spec: headers are checked and kept in document order") {
         "`source.headers.Transfer-Encoding` is set by couchrepd and cannot be given");
 }
 
+TEST_CASE("spec: headers, URLs and roles are bounded (SPEC §10)") {
+  auto with_headers = [](const std::string& headers) {
+    return R"({"source":{"url":"http://a/s","headers":)" + headers + R"(},"target":"x"})";
+  };
+  auto headers = [](size_t count) {
+    std::string out = "{";
+    for (size_t i = 0; i < count; ++i) out += (i ? ",\"X-" : "\"X-") + std::to_string(i) + "\":\"v\"";
+    return out + "}";
+  };
+  CHECK(Parse(with_headers(headers(kMaxEndpointHeaders))).source.endpoint.headers.size() ==
+        kMaxEndpointHeaders);
+  CHECK(Reason(with_headers(headers(kMaxEndpointHeaders + 1))) ==
+        "`source.headers` has more than 100 headers");
+  CHECK(Reason(with_headers(headers(100000))) == "`source.headers` has more than 100 headers");
+  // One header: name and value together at most 8 KiB.
+  std::string fits(kMaxHeaderBytes - 5, 'v');
+  CHECK(Parse(with_headers(R"({"X-Big":")" + fits + "\"}")).source.endpoint.headers.size() == 1);
+  CHECK(Reason(with_headers(R"({"X-Big":")" + fits + "v\"}")) ==
+        "`source.headers.X-Big` is longer than 8192 bytes");
+  CHECK(Reason(with_headers("{\"" + std::string(100000, 'h') + "\":\"v\"}")) ==
+        "`source.headers." + std::string(40, 'h') + "...` is longer than 8192 bytes");
+  // An Authorization: Basic header is bounded too.
+  CHECK(Reason(with_headers(R"({"Authorization":"Basic )" + std::string(9000, 'A') + "\"}")) ==
+        "`source.headers.Authorization` is longer than 8192 bytes");
+
+  std::string long_url = "http://a/" + std::string(kMaxUrlBytes - 9, 'd');
+  CHECK(Parse(R"({"source":")" + long_url + R"(","target":"x"})").source.endpoint.url.path.size() >
+        kMaxUrlBytes - 9);
+  CHECK(Reason(R"({"source":")" + long_url + R"(d","target":"x"})") ==
+        "`source` is longer than 8192 bytes");
+  CHECK(Reason(R"({"source":"http://a/s","target":{"url":"http://)" + std::string(300000, 'h') +
+               R"(/db"}})") == "`target.url` is longer than 8192 bytes");
+
+  auto roles = [](size_t count) {
+    std::string out = R"("user_ctx":{"name":"joe","roles":[)";
+    for (size_t i = 0; i < count; ++i) out += (i ? ",\"r" : "\"r") + std::to_string(i) + "\"";
+    return out + "]}";
+  };
+  CHECK(Parse(Doc(roles(kMaxUserCtxRoles))).user_ctx.roles.size() == kMaxUserCtxRoles);
+  CHECK(Reason(Doc(roles(kMaxUserCtxRoles + 1))) == "`user_ctx.roles` has more than 100 roles");
+}
+
 TEST_CASE("spec: auth accepts basic only") {
   auto with_auth = [](std::string_view auth) {
     return std::string(R"({"source":{"url":"http://a/s","auth":)") + std::string(auth) +
@@ -883,10 +925,28 @@ TEST_CASE("spec: documents that are not JSON objects") {
   CHECK(Reason("[]") == "the document is not a JSON object");
   CHECK(Reason("\"http://a/s\"") == "the document is not a JSON object");
   CHECK(Reason("null") == "the document is not a JSON object");
+  // Invalid text inside a member: the reason names the member.
   std::string invalid_utf8 = Doc(std::string(R"("note":"caf)") + "\xC3\x28" + "\"");
-  CHECK(Reason(invalid_utf8) == "the document is not valid JSON: it contains invalid UTF-8");
+  CHECK(Reason(invalid_utf8) == "the document is not valid JSON: `note` contains invalid UTF-8");
   std::string overlong = std::string(R"({"source":"a)") + "\xC0\xAF" + R"(","target":"b"})";
-  CHECK(Reason(overlong) == "the document is not valid JSON: it contains invalid UTF-8");
+  CHECK(Reason(overlong) == "the document is not valid JSON: `source` contains invalid UTF-8");
+  std::string in_key = Doc(std::string("\"k\xFF\":1"));
+  CHECK(Reason(in_key) == "the document is not valid JSON: a field name contains invalid UTF-8");
+  CHECK(Reason(std::string(R"({"source":"a","target":"b","x":[1,")") + "\xFF" + "\"]}") ==
+        "the document is not valid JSON: `x` contains invalid UTF-8");
+  // Unpaired surrogate escapes (PouchDB and other servers store them).
+  CHECK(Reason(Doc(R"("continuous":"\udc00")")) ==
+        "the document is not valid JSON: `continuous` holds a string with an invalid escape "
+        "(e.g. an unpaired surrogate such as \\ud800)");
+  CHECK(Reason(R"({"source":"\ud800","target":"b"})").find("`source` holds a string with an "
+                                                         "invalid escape") != std::string::npos);
+  CHECK(Reason(Doc(R"("selector":{"a":{"$eq":"\ud800x"}})"))
+            .find("`selector` holds a string with an invalid escape") != std::string::npos);
+  // A member name is shown short.
+  std::string long_key = Doc("\"" + std::string(5000, 'k') + "\":\"\\ud800\"");
+  CHECK(Reason(long_key) == "the document is not valid JSON: `" + std::string(40, 'k') +
+                                "...` holds a string with an invalid escape (e.g. an unpaired "
+                                "surrogate such as \\ud800)");
   std::string nul_after = std::string(R"({"source":"a","target":"b"})") + '\0';
   CHECK(Reason(nul_after).rfind("the document is not valid JSON: ", 0) == 0);
   std::string nul_inside = std::string(R"({"source":"a)") + '\0' + R"(","target":"b"})";
@@ -897,7 +957,26 @@ TEST_CASE("spec: documents that are not JSON objects") {
 TEST_CASE("spec: deep nesting") {
   auto nest = [](size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); };
   CHECK(Reason(Doc(R"("junk":)" + nest(5000))) ==
+        "the document is not valid JSON: `junk` is nested more than 1024 levels deep");
+  // The reason names the member that is too deep, wherever it is.
+  std::string deep_query = R"("filter":"d/f","query_params":)";
+  for (int i = 0; i < 5000; ++i) deep_query += R"({"q":)";
+  deep_query += "1" + std::string(5000, '}');
+  CHECK(Reason(Doc(deep_query)) ==
+        "the document is not valid JSON: `query_params` is nested more than 1024 levels deep");
+  std::string deep_selector_5000 = R"("selector":{"a":[)" + nest(5000) + "]}";
+  CHECK(Reason(R"({"selector":{"a":[)" + nest(5000) + R"(]},"source":"http://a/s","target":"t"})") ==
+        "the document is not valid JSON: `selector` is nested more than 1024 levels deep");
+  CHECK(Reason(Doc(deep_selector_5000)) ==
+        "the document is not valid JSON: `selector` is nested more than 1024 levels deep");
+  // Deep as a whole, but no single member is: the document is named.
+  CHECK(Reason("[" + nest(1100) + "]") ==
         "the document is not valid JSON: it is nested more than 1024 levels deep");
+  // Unbalanced text is never read past its end.
+  CHECK(Reason(R"({"source":"http://a/s","x":)" + std::string(3000, '[')).rfind(
+            "the document is not valid JSON: ", 0) == 0);
+  CHECK(Reason(R"({"source":"http://a/s","x":"\ud800)").rfind(
+            "the document is not valid JSON: ", 0) == 0);
   // Deep, within simdjson's limit, in an ignored field: fine.
   CHECK(Parse(Doc(R"("junk":)" + nest(1000))).warnings.empty());
   // Deep where the replication id would have to read it: a clear error up front.
