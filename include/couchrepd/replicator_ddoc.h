@@ -1,8 +1,12 @@
 // The `_design/_replicator` design document couchrepd installs in each
 // replicator database it owns (SPEC §1.4).
 //
-// Its `validate_doc_update` lets writers with the `_admin` or `_replicator`
-// role do anything (couchrepd writes as one of them). For everyone else:
+// Its `validate_doc_update` lets writers with the `_admin` role do anything.
+// A writer with the `_replicator` role (couchrepd may write as one) may change
+// the `_replication_*` fields of an existing document and nothing else without
+// further checks: a write of its that changes any other member (`_`-prefixed
+// members such as `_rev` and `_attachments` aside), creates or deletes a
+// document is checked like everyone else's. For everyone else:
 //   - anonymous writers are refused (`unauthorized`, HTTP 401);
 //   - a document stored with `_replication_state: "triggered"` may not be
 //     edited (only deleted): `Only the replicator can edit replication
@@ -33,7 +37,7 @@ namespace couchrepd {
 
 inline constexpr std::string_view kReplicatorDesignDocId = "_design/_replicator";
 inline constexpr std::string_view kReplicatorDesignDocVersionField = "couchrepd_ddoc_version";
-inline constexpr int64_t kReplicatorDesignDocVersion = 1;
+inline constexpr int64_t kReplicatorDesignDocVersion = 2;
 
 // The JavaScript source of the validate_doc_update function.
 std::string_view ReplicatorValidateFunction();

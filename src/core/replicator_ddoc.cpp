@@ -17,7 +17,7 @@ namespace {
 // thing, so a user sees one explanation whichever refuses the document.
 constexpr std::string_view kValidateFunction = R"JS(function (newDoc, oldDoc, userCtx) {
   var writerRoles = (userCtx && userCtx.roles) || [];
-  if (writerRoles.indexOf('_admin') !== -1 || writerRoles.indexOf('_replicator') !== -1) {
+  if (writerRoles.indexOf('_admin') !== -1) {
     return;
   }
   function forbid(reason) {
@@ -56,6 +56,22 @@ constexpr std::string_view kValidateFunction = R"JS(function (newDoc, oldDoc, us
     }
     return true;
   }
+  // Equal apart from `_`-prefixed members (`_rev`, `_revisions`,
+  // `_attachments`, the `_replication_*` fields...).
+  function sameContent(a, b) {
+    var k;
+    for (k in a) {
+      if (hasOwn(a, k) && k.charAt(0) !== '_' && (!hasOwn(b, k) || !sameValue(a[k], b[k]))) {
+        return false;
+      }
+    }
+    for (k in b) {
+      if (hasOwn(b, k) && k.charAt(0) !== '_' && !hasOwn(a, k)) {
+        return false;
+      }
+    }
+    return true;
+  }
   function integerOf(v) {
     if (typeof v === 'number') {
       return (isFinite(v) && Math.floor(v) === v) ? v : null;
@@ -74,6 +90,14 @@ constexpr std::string_view kValidateFunction = R"JS(function (newDoc, oldDoc, us
   }
   var stored = (oldDoc && !oldDoc._deleted) ? oldDoc : null;
   var i, key;
+
+  // The replicator (couchrepd) writes states into existing documents: a write
+  // of its that changes nothing else is allowed whoever owns the document and
+  // whatever it holds. Every other write of its is checked like anyone's.
+  if (writerRoles.indexOf('_replicator') !== -1 && stored && !newDoc._deleted &&
+      sameContent(newDoc, stored)) {
+    return;
+  }
 
   if (stored && !newDoc._deleted && stored._replication_state === 'triggered') {
     forbid('Only the replicator can edit replication documents that are in the triggered state.');

@@ -77,6 +77,27 @@ struct Fixture {
     INFO(r.body);
     REQUIRE(r.status == 201);
   }
+  // A user holding the `_replicator` role, as couchrepd may write (SPEC 1.4).
+  // The `_users` validation of CouchDB and of this server refuses roles
+  // starting with '_' (only the server hands them out, e.g. through proxy
+  // auth); an admin relaxes it here for this one role.
+  void AddReplicatorUser(const std::string& name, const std::string& password) {
+    auto auth = server.Request("GET", "/_users/_design/_auth");
+    REQUIRE(auth.status == 200);
+    const std::string check = "if (newDoc.roles[i][0] === '_')";
+    std::string function = JsonText(auth.body, {"validate_doc_update"});
+    size_t at = function.find(check);
+    REQUIRE(at != std::string::npos);
+    function.replace(at, check.size(),
+                     "if (newDoc.roles[i][0] === '_' && newDoc.roles[i] !== '_replicator')");
+    auto put = server.Request("PUT", "/_users/_design/_auth",
+                              R"({"_rev":)" + JsonQuote(JsonText(auth.body, {"_rev"})) +
+                                  R"(,"language":"javascript","validate_doc_update":)" +
+                                  JsonQuote(function) + "}");
+    INFO(put.body);
+    REQUIRE(put.status == 201);
+    AddUser(name, password, R"(["_replicator"])");
+  }
   CouchClient As(const std::string& user_colon_password) {
     return ServerClient(server, user_colon_password).Database("_replicator");
   }
@@ -375,6 +396,77 @@ TEST_CASE("replicator ddoc: what non-admin writers may and may not write") {
     CHECK_MESSAGE(rerun.ok(), rerun.error().Message());
   }
 
+}
+
+TEST_CASE("replicator ddoc: a _replicator-role writer may change only _replication_* fields") {
+  Fixture f;
+  REQUIRE(EnsureReplicatorDesignDoc(f.admin).ok());
+  f.AddReplicatorUser("repl", "replpw");
+  CouchClient repl = f.As("repl:replpw");
+  CouchClient joe = f.As("joe:joepw");
+  TestClock clock;
+
+  // Creating documents: held to every rule like any other writer.
+  CheckRefused(
+      repl.PutDoc("n", R"({"source":"secret","target":"copy"})"), 403,
+      R"(`user_ctx` is required: {"name": "<your user name>", "roles": [<roles you have>]})");
+  CheckRefused(
+      repl.PutDoc("n",
+                  R"({"source":"secret","target":"copy","user_ctx":{"name":"repl","roles":["_admin"]}})"),
+      403, R"(`user_ctx.roles`: you do not have the role "_admin")");
+  CheckRefused(repl.PutDoc("n", R"({"source":"a","target":"b","user_ctx":{"name":"joe"}})"), 403,
+               "`user_ctx.name` must be your own user name");
+  CheckRefused(repl.PutDoc("n", R"({"source":5,"target":"b","user_ctx":{"name":"repl"}})"), 403,
+               "`source` must be a URL, a database name or an object with `url`");
+  CheckRefused(repl.PutDoc("n", R"({"source":"a","target":"b","user_ctx":{"name":"repl"},)"
+                                R"("_replication_state":"completed"})"),
+               403, "Only the replicator can set or change `_replication_state`.");
+  CheckRefused(repl.PutDoc("n", R"({"_replication_state":"error"})"), 403,
+               "Only the replicator can set or change `_replication_state`.");
+  auto own = repl.PutDoc("own", R"({"source":"a","target":"b","user_ctx":{"name":"repl"}})");
+  CHECK_MESSAGE(own.ok(), own.error().Message());
+
+  // Updating only the _replication_* fields of someone's document: allowed,
+  // also in the triggered state and on an admin's document without user_ctx.
+  auto created = joe.PutDoc("t", JoeDoc());
+  REQUIRE(created.ok());
+  StateWrite triggered;
+  triggered.replication_id = "abc+continuous";
+  triggered.state = "triggered";
+  Status wrote = WriteState(repl, "t", triggered, clock, HalfRandom);
+  REQUIRE_MESSAGE(wrote.ok(), wrote.error().Message());
+  StateWrite error;
+  error.state = "error";
+  error.reason = "boom";
+  wrote = WriteState(repl, "t", error, clock, HalfRandom);
+  CHECK_MESSAGE(wrote.ok(), wrote.error().Message());
+  std::string stored = f.Get("t");
+  CHECK(JsonText(stored, {"_replication_state"}) == "error");
+  CHECK(JsonText(stored, {"_replication_state_reason"}) == "boom");
+  REQUIRE(f.admin.PutDoc("adm", R"({"source":"a"})").ok());
+  wrote = WriteState(repl, "adm", error, clock, HalfRandom);
+  CHECK_MESSAGE(wrote.ok(), wrote.error().Message());
+
+  // Any other change of its is held to all four rules.
+  wrote = WriteState(repl, "t", triggered, clock, HalfRandom);
+  REQUIRE_MESSAGE(wrote.ok(), wrote.error().Message());
+  stored = f.Get("t");
+  std::string rev = JsonText(stored, {"_rev"});
+  std::string with_state = R"(,"_replication_id":"abc+continuous","_replication_state":"triggered",)"
+                           R"("_replication_state_time":)" +
+                           JsonQuote(JsonText(stored, {"_replication_state_time"}));
+  CheckRefused(repl.PutDoc("t", WithRev(JoeDoc(with_state + R"(,"continuous":true)"), rev)), 403,
+               kTriggeredMessage);
+  std::string stolen = R"({"_rev":)" + JsonQuote(rev) +
+                       R"(,"source":"secret","target":"copy","user_ctx":{"name":"repl"}})";
+  CheckRefused(repl.PutDoc("t", stolen), 403, kTriggeredMessage);
+  std::string adm = f.Get("adm");
+  std::string adm_changed = adm.substr(0, adm.rfind('}')) + R"(,"target":"copy"})";
+  auto changed = repl.PutDoc("adm", adm_changed);
+  REQUIRE_FALSE(changed.ok());
+  CHECK(changed.error().http_status == 403);
+  CHECK(JsonText(f.Get("adm"), {"_rev"}) == JsonText(adm, {"_rev"}));
+  CHECK(JsonText(f.Get("t"), {"_rev"}) == rev);
 }
 
 TEST_CASE("write state: triggered, completed, no-op, other fields kept") {
