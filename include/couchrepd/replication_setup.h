@@ -7,15 +7,25 @@
 #include <string>
 
 #include "couchrepd/couch_client.h"
+#include "couchrepd/endpoint_tls.h"
 #include "couchrepd/replication_id.h"
 #include "couchrepd/replication_spec.h"
 
 namespace couchrepd {
 
-// Fetches `filters.<name>` of the source's design document.
-Result<std::string> FetchUserFilterSource(const ReplicationSpec& spec, const HttpOptions& http);
+// Fetches `filters.<name>` of the source's design document. `http` are the
+// watched server's options; the source gets the TLS settings of `tls`
+// (SPEC §4.4: a URL source is always verified).
+Result<std::string> FetchUserFilterSource(const ReplicationSpec& spec, const HttpOptions& http,
+                                          const EndpointTlsPolicy& tls);
 
 // The replication id of `spec` (local endpoints already resolved).
+Result<ReplicationId> ComputeIdFor(const ReplicationSpec& spec, const std::string& server_uuid,
+                                   const HttpOptions& http, const EndpointTlsPolicy& tls);
+
+// The same with the policy taken from `http`: its TLS settings for local
+// endpoints, verification against the system store for URL endpoints.
+Result<std::string> FetchUserFilterSource(const ReplicationSpec& spec, const HttpOptions& http);
 Result<ReplicationId> ComputeIdFor(const ReplicationSpec& spec, const std::string& server_uuid,
                                    const HttpOptions& http);
 

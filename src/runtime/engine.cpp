@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -13,9 +14,11 @@
 
 #include "couchrepd/couch_client.h"
 #include "couchrepd/http_metrics.h"
+#include "couchrepd/local_access.h"
 #include "couchrepd/log.h"
 #include "couchrepd/replication_setup.h"
 #include "couchrepd/replication_stats.h"
+#include "couchrepd/replicator_ddoc.h"
 #include "couchrepd/server_connection.h"
 #include "doc_writer.h"
 
@@ -250,10 +253,16 @@ struct Engine::Impl {
     spdlog::info("no longer following replicator database {}", db);
   }
 
-  Status PrepareDatabase(CouchClient& db, const std::string& name, const Config& cfg) {
+  // Only databases listed in the configuration are ever created; discovered
+  // ones are only followed (a deleted one stays deleted). `validation` says
+  // whether our `_design/_replicator` is in place afterwards (SPEC §1.3).
+  Status PrepareDatabase(CouchClient& db, const std::string& name, const Config& cfg,
+                         ValidationState& validation) {
     auto info = db.GetDbInfo();
     if (!info.ok()) {
-      if (info.error().http_status == 404 && cfg.replicator.create_databases) {
+      const auto& listed = cfg.replicator.databases;
+      bool configured = std::find(listed.begin(), listed.end(), name) != listed.end();
+      if (info.error().http_status == 404 && cfg.replicator.create_databases && configured) {
         Status created = db.CreateDb();
         if (!created.ok() && created.error().http_status != 412) return created.error();
         spdlog::info("created replicator database {}", name);
@@ -263,23 +272,71 @@ struct Engine::Impl {
     }
     if (cfg.replicator.install_validation) {
       Status s = EnsureReplicatorDesignDoc(db);
-      if (!s.ok()) {
-        spdlog::warn("could not install _design/_replicator in {}: {}", name, s.error().Message());
+      if (s.ok()) {
+        validation = {true, ""};
+      } else {
+        std::string reason = ScrubSecrets(s.error().Message());
+        spdlog::warn("could not install _design/_replicator in {}: {}", name, reason);
+        validation = {false, "_design/_replicator could not be installed: " + reason};
       }
+      return OkStatus();
+    }
+    auto current = db.GetDoc(std::string(kReplicatorDesignDocId));
+    if (current.ok()) {
+      validation = ValidationOf(false, *current);
+    } else if (current.error().http_status == 404) {
+      validation = {false, "_design/_replicator is missing (replicator.install_validation is off)"};
+    } else {
+      validation = {false, "_design/_replicator could not be read: " +
+                               ScrubSecrets(current.error().Message())};
     }
     return OkStatus();
   }
 
-  void RunFeed(Feed& feed) {
-    Config cfg;
-    {
-      std::lock_guard<std::mutex> lock(events_mu);
-      cfg = config;
+  // The validation state that a `_design/_replicator` row (or document) shows.
+  static ValidationState ValidationOf(bool deleted, const std::string& doc_json) {
+    if (deleted) return {false, "_design/_replicator was deleted"};
+    if (DesignDocNeedsUpdate(doc_json)) {
+      return {false, "_design/_replicator was changed by someone and no longer holds "
+                     "couchrepd's validation function"};
     }
+    return {true, ""};
+  }
+
+  // Tells the DocProcessor (through the event queue, so in feed order) when
+  // the validation function of `db` comes or goes; logs why.
+  void ReportValidation(const std::string& db, const ValidationState& state,
+                        std::optional<ValidationState>& last) {
+    if (last && *last == state) return;
+    bool first = !last.has_value();
+    last = state;
+    if (!state.in_place) {
+      spdlog::warn("replicator database {}: the validation function is not in place ({}); "
+                   "no document of it gets the server credentials for local endpoints",
+                   db, state.reason);
+    } else if (!first) {
+      spdlog::info("replicator database {}: the validation function is in place again", db);
+    }
+    Event e;
+    e.kind = Event::Kind::kCommand;
+    e.db = db;
+    bool in_place = state.in_place;
+    e.command = [this, db, in_place] { processor.SetValidationInPlace(db, in_place); };
+    Post(std::move(e));
+  }
+
+  void RunFeed(Feed& feed) {
     CouchClient db = ServerClient().Database(feed.db);
     std::string since = "0";
+    std::optional<ValidationState> validation_sent;
     while (!feed.cancel.cancelled()) {
-      Status prepared = PrepareDatabase(db, feed.db, cfg);
+      Config cfg;  // re-read: a SIGHUP may have listed or unlisted this database
+      {
+        std::lock_guard<std::mutex> lock(events_mu);
+        cfg = config;
+      }
+      ValidationState validation;
+      Status prepared = PrepareDatabase(db, feed.db, cfg, validation);
       if (!prepared.ok()) {
         std::string reason = ScrubSecrets(prepared.error().Message());
         SetHealth(feed.db, [&](FeedHealth& h) {
@@ -296,6 +353,12 @@ struct Engine::Impl {
         }
         if (!SleepUnlessCancelled(clock, kFeedRetry, &feed.cancel)) break;
         continue;
+      }
+      // Going back to "in place" after a reconnect waits for the feed's own
+      // `_design/_replicator` row: rows written while it was not in place come
+      // first and must not get the server credentials.
+      if (!validation.in_place || !validation_sent || since == "0") {
+        ReportValidation(feed.db, validation, validation_sent);
       }
       ChangesRequest req;
       req.include_docs = true;
@@ -316,6 +379,9 @@ struct Engine::Impl {
               h.last_seq = row.seq;
               ++h.docs_processed;
             });
+            if (row.id == kReplicatorDesignDocId) {
+              ReportValidation(feed.db, ValidationOf(row.deleted, row.doc), validation_sent);
+            }
             Event e;
             e.kind = Event::Kind::kRow;
             e.db = feed.db;

@@ -4,10 +4,31 @@
 
 namespace couchrepd {
 
+namespace {
+
+EndpointTlsPolicy PolicyOf(const HttpOptions& http) {
+  EndpointTlsPolicy p;
+  p.server.verify = http.tls_verify;
+  p.server.ca_file = http.ca_file;
+  return p;
+}
+
+}  // namespace
+
 Result<std::string> FetchUserFilterSource(const ReplicationSpec& spec, const HttpOptions& http) {
+  return FetchUserFilterSource(spec, http, PolicyOf(http));
+}
+
+Result<ReplicationId> ComputeIdFor(const ReplicationSpec& spec, const std::string& server_uuid,
+                                   const HttpOptions& http) {
+  return ComputeIdFor(spec, server_uuid, http, PolicyOf(http));
+}
+
+Result<std::string> FetchUserFilterSource(const ReplicationSpec& spec, const HttpOptions& http,
+                                          const EndpointTlsPolicy& tls) {
   auto where = UserFilterLocation(spec);
   if (!where) return std::string();
-  CouchClient source(spec.source.endpoint, http);
+  CouchClient source(spec.source.endpoint, WithEndpointTls(http, spec.source, tls));
   auto ddoc = source.GetDoc(where->first);
   if (!ddoc.ok()) {
     Error e = ddoc.error();
@@ -32,10 +53,10 @@ Result<std::string> FetchUserFilterSource(const ReplicationSpec& spec, const Htt
 }
 
 Result<ReplicationId> ComputeIdFor(const ReplicationSpec& spec, const std::string& server_uuid,
-                                   const HttpOptions& http) {
+                                   const HttpOptions& http, const EndpointTlsPolicy& tls) {
   std::string filter_source;
   if (spec.filter_kind == ReplicationSpec::FilterKind::kUser) {
-    auto code = FetchUserFilterSource(spec, http);
+    auto code = FetchUserFilterSource(spec, http, tls);
     if (!code.ok()) return code.error();
     filter_source = *code;
   }

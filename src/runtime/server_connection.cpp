@@ -1,5 +1,9 @@
 #include "couchrepd/server_connection.h"
 
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+
 #include "couchrepd/log.h"
 
 namespace couchrepd {
@@ -18,6 +22,13 @@ HttpOptions HttpOptionsFromConfig(const Config& config) {
   o.pacing.decrease = config.retry.pacing.decrease;
   o.tls_verify = config.server.tls_verify;
   o.ca_file = config.server.ca_file;
+  // SPEC §4.4: turning verification off is allowed, not silent (once per
+  // process). It is for the watched server only (endpoint_tls.h).
+  static std::atomic<bool> warned{false};
+  if (!o.tls_verify && !warned.exchange(true)) {
+    spdlog::warn("server.tls_verify is off: the TLS certificate of {} is not checked",
+                 RedactSecrets(config.server.url));
+  }
   return o;
 }
 
