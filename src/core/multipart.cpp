@@ -322,15 +322,17 @@ Status MultipartParser::ReadHeaders(std::string_view chunk, size_t& i, const Han
   const size_t take = std::min(chunk.size() - i, limit > old ? limit - old : 0);
   header_buf_.append(chunk.data() + i, take);
   const size_t end = header_buf_.find("\r\n\r\n", old >= 3 ? old - 3 : 0);
+  // Where the header section starts in the body (after the delimiter line),
+  // whatever the chunks: errors name the same offset for any split.
+  const uint64_t section_offset = offset_ + i - (old - 2);
   if (end == std::string::npos) {
     if (header_buf_.size() >= limit) {
-      return Malformed(offset_ + i, "a part's headers are larger than max_header_bytes (" +
-                                        std::to_string(max_header_bytes_) + " bytes)");
+      return Malformed(section_offset, "a part's headers are larger than max_header_bytes (" +
+                                           std::to_string(max_header_bytes_) + " bytes)");
     }
     i += take;
     return OkStatus();
   }
-  const uint64_t section_offset = offset_ + i - (old - 2);
   i += end + 4 - old;
   MultipartHeaders headers;
   std::string bad_line;

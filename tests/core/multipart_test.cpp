@@ -635,6 +635,25 @@ TEST_CASE("malformed framing and headers") {
              "unexpected bytes (at offset 5)");
 }
 
+TEST_CASE("headers over max_header_bytes: the same error at the section's offset in every split") {
+  // Found by fuzz_multipart: the offset was that of the chunk being read.
+  const std::string body = "--b\r\nX-Big: " + std::string(200, 'x') + "\r\n\r\ndata\r\n--b--";
+  const std::string expected =
+      "a part's headers are larger than max_header_bytes (100 bytes) (at offset 5)";
+  for (size_t cut : {size_t{3}, size_t{5}, size_t{7}, size_t{50}, size_t{104}, size_t{110}}) {
+    CAPTURE(cut);
+    Collected c = ParseParts("b", {std::string_view(body).substr(0, cut),
+                                   std::string_view(body).substr(cut)}, 100);
+    REQUIRE(c.error);
+    CHECK(c.error->reason == expected);
+  }
+  std::vector<std::string_view> bytes;
+  for (size_t i = 0; i < body.size(); ++i) bytes.push_back(std::string_view(body).substr(i, 1));
+  Collected one_by_one = ParseParts("b", bytes, 100);
+  REQUIRE(one_by_one.error);
+  CHECK(one_by_one.error->reason == expected);
+}
+
 TEST_CASE("parts that do not fit CouchDB's open_revs shape") {
   CheckError(OpenRevsError("b", "--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--"),
              ErrorKind::kPermanent, "bad_multipart",

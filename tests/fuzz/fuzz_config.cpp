@@ -21,9 +21,11 @@ std::string PlantedYaml(std::string_view more) {
          "\"\n" + std::string(more);
 }
 
-void CheckNoSecret(std::string_view text, std::string_view yaml, std::string_view where) {
+// `added` is the fuzz part of the text: a secret it spells itself is not one
+// of the config's.
+void CheckNoSecret(std::string_view text, std::string_view added, std::string_view where) {
   for (std::string_view secret : {kPassword, kHeaderValue, kStatusPassword}) {
-    if (yaml.find(secret) != yaml.rfind(secret)) continue;  // the input wrote it too
+    if (Contains(added, secret)) continue;
     FUZZ_CHECK(!Contains(text, secret), std::string(where) + " shows a secret: " + std::string(text));
   }
 }
@@ -36,7 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace couchrepd::fuzz;
   Input in(data, size);
   bool planted = in.Byte() & 1;
-  std::string yaml = planted ? PlantedYaml(in.Rest()) : std::string(in.Rest());
+  std::string_view added = in.Rest();
+  std::string yaml = planted ? PlantedYaml(added) : std::string(added);
   EnvLookup no_env = [](const std::string&) { return std::optional<std::string>(); };
 
   auto config = LoadConfigText(yaml, "fuzz.yaml", no_env);
@@ -44,11 +47,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(config.error().error == "bad_config" && !config.error().temporary(),
                "a config error that is not a permanent bad_config: " + config.error().Message());
     FUZZ_CHECK(!config.error().reason.empty(), "a config error without a reason");
-    if (planted) CheckNoSecret(config.error().reason, yaml, "the error");
+    if (planted) CheckNoSecret(config.error().reason, added, "the error");
     return 0;
   }
   std::string described = DescribeConfig(*config);
-  if (planted) CheckNoSecret(described, yaml, "DescribeConfig");
+  if (planted) CheckNoSecret(described, added, "DescribeConfig");
   // Loading is a function of the text.
   auto again = LoadConfigText(yaml, "fuzz.yaml", no_env);
   FUZZ_CHECK(again.ok() && *again == *config, "loading the same text twice differs");

@@ -24,11 +24,12 @@ std::string PlantedDoc(std::string_view members) {
          "\"u\",\"password\":\"" + std::string(kAuthPassword) + "\"}}}" + std::string(members) + "}";
 }
 
-void CheckNoSecret(std::string_view text, std::string_view input, std::string_view where) {
+// `added` is the fuzz part of the document: a secret it spells itself is not
+// a credential of the document's.
+void CheckNoSecret(std::string_view text, std::string_view added, std::string_view where) {
   std::string basic = Base64Encode("carol:" + std::string(kHeaderPassword));
   for (std::string_view secret : {kUrlPassword, kAuthPassword, kHeaderPassword, std::string_view(basic)}) {
-    // Only secrets the fuzz part did not write elsewhere itself.
-    if (input.find(secret) != input.rfind(secret)) continue;
+    if (Contains(added, secret)) continue;
     FUZZ_CHECK(!Contains(text, secret), std::string(where) + " shows a credential: " + std::string(text));
   }
 }
@@ -42,7 +43,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Input in(data, size);
   uint8_t options = in.Byte();
   bool planted = options & 1;
-  std::string doc = planted ? PlantedDoc(in.Rest()) : std::string(in.Rest());
+  std::string_view added = in.Rest();
+  std::string doc = planted ? PlantedDoc(added) : std::string(added);
 
   ReplicationDefaults defaults;
   auto spec = ParseReplicationDoc(doc, defaults);
@@ -50,14 +52,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(spec.error().error == "bad_doc" && !spec.error().temporary(),
                "a document error that is not a permanent bad_doc: " + spec.error().Message());
     FUZZ_CHECK(!spec.error().reason.empty(), "a document error without a reason");
-    if (planted) CheckNoSecret(spec.error().reason, doc, "the error");
+    if (planted) CheckNoSecret(spec.error().reason, added, "the error");
     return 0;
   }
   if (planted) {
-    CheckNoSecret(spec->source.Display(), doc, "source Display()");
-    CheckNoSecret(spec->target.Display(), doc, "target Display()");
-    for (const auto& w : spec->warnings) CheckNoSecret(w, doc, "a warning");
-    CheckNoSecret(Fingerprint(*spec), doc, "the fingerprint");
+    CheckNoSecret(spec->source.Display(), added, "source Display()");
+    CheckNoSecret(spec->target.Display(), added, "target Display()");
+    for (const auto& w : spec->warnings) CheckNoSecret(w, added, "a warning");
+    CheckNoSecret(Fingerprint(*spec), added, "the fingerprint");
   }
   // Parsing is a function of the document.
   auto again = ParseReplicationDoc(doc, defaults);
