@@ -19,6 +19,10 @@ struct BadDocCase {
 };
 
 constexpr size_t kMaxReasonBytes = 1024;
+// Nesting beyond simdjson's 1,024 levels. The test server (express-pouchdb)
+// answers 500 "Maximum call stack size exceeded" to a PUT of 5,000 levels;
+// 3,000 is the deepest it was seen to store.
+constexpr int kDeep = 2000;
 
 // A document with valid endpoints plus `extra` members.
 std::function<std::string(const std::string&)> With(std::string extra) {
@@ -183,11 +187,15 @@ std::vector<BadDocCase> Corpus() {
     std::string key = "`" + f + "`";
     add(f + "-zero", With("\"" + f + "\":0"), {key, o.min_words});
     add(f + "-negative", With("\"" + f + "\":-3"), {key, o.min_words});
-    add(f + "-huge", With("\"" + f + "\":99999999999999999999999999"), {key, "at most"});
+    // 2^53 - 1: the largest integer the test server (JavaScript) keeps exact.
+    add(f + "-huge", With("\"" + f + "\":9007199254740991"), {key, "at most"});
   }
   add("retries-negative", With("\"retries_per_request\":-1"),
       {"`retries_per_request`", "a non-negative integer"});
   add("retries-huge", With("\"retries_per_request\":1000000000"), {"`retries_per_request`", "at most"});
+  // Beyond 64 bits: the test server stores it as 1e+26, a fraction for JSON readers.
+  add("workers-beyond-64-bits", With("\"worker_processes\":99999999999999999999999999"),
+      {"`worker_processes`", "integer"});
   add("workers-fraction", With("\"worker_processes\":2.5"), {"`worker_processes`", "integer"});
   add("workers-float-huge", With("\"worker_processes\":1e300"), {"`worker_processes`", "integer"});
   add("batch-size-text", With("\"worker_batch_size\":\"lots\""), {"`worker_batch_size`", "integer"});
@@ -257,14 +265,14 @@ std::vector<BadDocCase> Corpus() {
   // limit, unpaired surrogate escapes), which the server stores nevertheless.
   add("deep-query-params",
       [](const std::string& u) {
-        return With("\"filter\":\"d/f\",\"query_params\":" + Nested(5000, "q"))(u);
+        return With("\"filter\":\"d/f\",\"query_params\":" + Nested(kDeep, "q"))(u);
       },
       {"`query_params`", "nested"});
-  add("deep-selector", [](const std::string& u) { return With("\"selector\":" + Nested(5000, "a"))(u); },
+  add("deep-selector", [](const std::string& u) { return With("\"selector\":" + Nested(kDeep, "a"))(u); },
       {"`selector`", "nested"});
   add("deep-since-seq",
       [](const std::string& u) {
-        return With("\"since_seq\":" + std::string(5000, '[') + std::string(5000, ']'))(u);
+        return With("\"since_seq\":" + std::string(kDeep, '[') + std::string(kDeep, ']'))(u);
       },
       {"`since_seq`", "nested"});
   add("lone-surrogate-source", Source("\"\\ud800\""), {"`source`"});
