@@ -223,6 +223,13 @@ std::string RepDoc(const std::string& source, const std::string& target,
          (extra.empty() ? "" : "," + extra) + "}";
 }
 
+// Waits for `state` while the service is up (a dead service fails at once, not after `timeout`).
+bool WaitForStateWhileUp(ServeProcess& serve, CouchClient& rep, const std::string& id,
+                         const std::string& state, std::chrono::milliseconds timeout) {
+  WaitUntil([&] { return !serve.process().running() || StateOf(rep, id) == state; }, timeout);
+  return serve.process().running() && StateOf(rep, id) == state;
+}
+
 std::string ReasonOf(CouchClient& rep, const std::string& id) {
   auto doc = rep.GetDoc(id);
   return doc.ok() ? JsonText(*doc, {"_replication_state_reason"}) : "<gone>";
@@ -492,7 +499,7 @@ TEST_CASE("hostile: serve survives a 60 KB x-auth-couchdb-token reason and write
   REQUIRE(rep.PutDoc("token", RepDoc(peer.Url("token-401"), server.url() + "/st-tgt",
                                      "\"create_target\":true"))
               .ok());
-  CHECK(WaitForState(rep, "token", "error", 30s));
+  REQUIRE(WaitForStateWhileUp(serve, rep, "token", "error", 30s));
   CHECK(WaitUntil([&] { return peer.Count("token-401", "GET", "/") >= 2; }, 20s));  // retried
   INFO("serve log tail: " << serve.Log().substr(
            serve.Log().size() > 3000 ? serve.Log().size() - 3000 : 0));
@@ -535,7 +542,7 @@ TEST_CASE("hostile: serve stays up through hostile sources; a healthy job keeps 
   }
   for (const auto& [db, words] : small) {
     CAPTURE(db);
-    CHECK(WaitForState(rep, "h-" + db, "error", 60s));
+    CHECK(WaitForStateWhileUp(serve, rep, "h-" + db, "error", 60s));
     CheckShortReason(ReasonOf(rep, "h-" + db), words);
   }
   // Answers of 64 MiB and more, one at a time (the RSS budget is per hostile answer): each
@@ -549,7 +556,7 @@ TEST_CASE("hostile: serve stays up through hostile sources; a healthy job keeps 
     REQUIRE(rep.PutDoc("h-" + db,
                        RepDoc(peer.Url(db), server.url() + "/t-" + db, "\"create_target\":true"))
                 .ok());
-    CHECK(WaitForState(rep, "h-" + db, "error", 60s));
+    CHECK(WaitForStateWhileUp(serve, rep, "h-" + db, "error", 60s));
     std::string reason = ReasonOf(rep, "h-" + db);
     CheckShortReason(reason, words);
     CHECK(MentionsSize(reason));
