@@ -56,19 +56,25 @@ struct HttpOptions {
   bool keepalive = true;     // SO_KEEPALIVE
   bool nodelay = true;       // TCP_NODELAY (see ReplicationSpec::socket_nodelay)
   int max_redirects = 5;
+  // Byte cap on a response read whole (SPEC §10: limits.max_response_bytes).
+  // Over it the call fails with error `response_too_large`.
+  uint64_t max_response_bytes = 64ull << 20;
   std::string user_agent = "couchrepd";
   std::function<void(const HttpEvent&)> observer;  // optional
 };
 
-// A cooperative cancellation flag for long calls (feeds, big downloads).
-// Cancel() also closes the connection a streaming call is blocked on.
+// A cooperative cancellation flag for calls. Copies share the flag.
+// Cancel() also closes the connection of every call blocked on it (any
+// number of threads may run calls with one token at once).
 class CancelToken {
  public:
   CancelToken();
   void Cancel();
   bool cancelled() const;
-  // Internal: the streaming call registers a closer while it runs.
-  void SetCloser(std::function<void()> closer);
+  // Internal: a running call registers a closer; RemoveCloser waits for a
+  // Cancel() that is running it.
+  uint64_t AddCloser(std::function<void()> closer);
+  void RemoveCloser(uint64_t id);
 
  private:
   struct State;
@@ -284,6 +290,10 @@ class CouchClient {
 
   // Any request through the same loop. Non-2xx answers become Errors.
   Result<HttpResponse> Send(const HttpRequest& request);
+
+  // Every call of this client (and of the others sharing its session) that
+  // is given no token of its own uses `cancel` (null: none).
+  void SetCancel(CancelToken* cancel);
 
  private:
   CouchClient(Endpoint endpoint, std::shared_ptr<HttpSession> session);

@@ -236,7 +236,7 @@ std::string RedactUserinfo(std::string_view in) {
     size_t i = pos + 3;
     while (i < in.size() && !EndsUserinfo(in[i]) && in[i] != ':' && in[i] != '@') ++i;
     if (i >= in.size() || in[i] != ':') {
-      pos = i;
+      pos += 3;  // a "://" may start at the character that ended this scan
       continue;
     }
     size_t password = i + 1;
@@ -247,7 +247,7 @@ std::string RedactUserinfo(std::string_view in) {
       ++end;
     }
     if (last_at == std::string_view::npos) {
-      pos = end;  // no '@' up to the end of this userinfo: nothing inside it either
+      pos += 3;
       continue;
     }
     out.append(in.substr(copied, password - copied));

@@ -6,6 +6,7 @@
 
 #include "couchrepd/encoding.h"
 #include "couchrepd/json.h"
+#include "couchrepd/limits.h"
 #include "http_session.h"
 
 namespace couchrepd {
@@ -131,6 +132,7 @@ HttpCall MakeCall(const Endpoint& e, std::string method, std::string_view relati
   call.method = std::move(method);
   call.target = Target(e, relative, query);
   call.headers = e.headers;
+  call.endpoint_headers = e.headers.size();
   return call;
 }
 
@@ -146,6 +148,8 @@ Result<HttpResponse> Expect2xx(HttpSession& session, HttpCall& call, const Endpo
 }
 
 }  // namespace
+
+void CouchClient::SetCancel(CancelToken* cancel) { session_->SetDefaultCancel(cancel); }
 
 Result<HttpResponse> CouchClient::Send(const HttpRequest& request) {
   HttpCall call = MakeCall(endpoint_, request.method, request.path, request.query);
@@ -282,8 +286,11 @@ Result<ChangesResult> CouchClient::Changes(const ChangesRequest& request,
     call.content_type = "application/json";
   }
   const bool continuous = request.feed == ChangesRequest::Feed::kContinuous;
+  // A feed never takes a pooled connection: a reader blocked on a full
+  // queue would hold it while the workers that drain the queue wait for one
+  // (with http_connections: 1 the job would never end).
+  call.dedicated = true;
   if (continuous || request.feed == ChangesRequest::Feed::kLongpoll) {
-    call.dedicated = true;
     if (request.heartbeat) {
       // A feed silent for twice the heartbeat is dead.
       call.read_timeout = *request.heartbeat * 2;
@@ -501,8 +508,8 @@ Result<std::vector<BulkGetDoc>> CouchClient::BulkGet(const std::vector<BulkGetIt
                   if (f.value().get_string().get(v2) != simdjson::SUCCESS) continue;
                   if (k2 == "id") d.id = ToString(v2);
                   if (k2 == "rev") d.rev = ToString(v2);
-                  if (k2 == "error") d.error = ToString(v2);
-                  if (k2 == "reason") d.reason = ToString(v2);
+                  if (k2 == "error") d.error = CapText(v2, 100);
+                  if (k2 == "reason") d.reason = CapText(v2);
                 }
               }
             } else if (ek == "missing") {
@@ -639,8 +646,8 @@ Result<std::vector<DocWriteResult>> CouchClient::BulkDocs(const std::vector<std:
     std::string_view s;
     if (el["id"].get(s) == simdjson::SUCCESS) w.id = ToString(s);
     if (el["rev"].get(s) == simdjson::SUCCESS) w.rev = ToString(s);
-    if (el["error"].get(s) == simdjson::SUCCESS) w.error = ToString(s);
-    if (el["reason"].get(s) == simdjson::SUCCESS) w.reason = ToString(s);
+    if (el["error"].get(s) == simdjson::SUCCESS) w.error = CapText(s, 100);
+    if (el["reason"].get(s) == simdjson::SUCCESS) w.reason = CapText(s);
     bool ok = false;
     w.ok = w.error.empty() && (el["ok"].get(ok) != simdjson::SUCCESS || ok);
     out.push_back(std::move(w));

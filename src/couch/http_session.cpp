@@ -9,14 +9,20 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 
 #include "couchrepd/encoding.h"
+#include "couchrepd/limits.h"
 
 namespace couchrepd {
 
 namespace {
 
 constexpr Duration kSleepSlice = std::chrono::milliseconds(50);
+// An error answer's body is kept up to this size (only error/reason are used).
+constexpr size_t kMaxErrorBodyBytes = 64 * 1024;
+// CouchDB's `error` codes are short words.
+constexpr size_t kMaxErrorCodeBytes = 100;
 // Refresh a session cookie when less than this share of its lifetime is left.
 constexpr double kCookieRefreshShare = 0.1;
 // CouchDB's default session lifetime when Max-Age is absent.
@@ -55,18 +61,19 @@ bool IsCredentialHeader(std::string_view lower_name) {
 struct CancelToken::State {
   std::mutex mu;
   bool cancelled = false;
-  std::function<void()> closer;
+  uint64_t next_id = 1;
+  std::map<uint64_t, std::function<void()>> closers;
 };
 
 CancelToken::CancelToken() : state_(std::make_shared<State>()) {}
 
 void CancelToken::Cancel() {
-  // The closer runs under the lock: SetCloser(nullptr), called when the
-  // streaming request ends, waits for it, so the connection it closes is
-  // never destroyed while being closed.
+  // The closers run under the lock: RemoveCloser, called when a request
+  // ends, waits for them, so a connection is never destroyed while being
+  // closed.
   std::lock_guard<std::mutex> lock(state_->mu);
   state_->cancelled = true;
-  if (state_->closer) state_->closer();
+  for (auto& [id, closer] : state_->closers) closer();
 }
 
 bool CancelToken::cancelled() const {
@@ -74,9 +81,16 @@ bool CancelToken::cancelled() const {
   return state_->cancelled;
 }
 
-void CancelToken::SetCloser(std::function<void()> closer) {
+uint64_t CancelToken::AddCloser(std::function<void()> closer) {
   std::lock_guard<std::mutex> lock(state_->mu);
-  state_->closer = std::move(closer);
+  uint64_t id = state_->next_id++;
+  state_->closers.emplace(id, std::move(closer));
+  return id;
+}
+
+void CancelToken::RemoveCloser(uint64_t id) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->closers.erase(id);
 }
 
 std::optional<std::string> HttpResponse::Header(std::string_view lower_name) const {
@@ -99,13 +113,13 @@ bool SleepUnlessCancelled(Clock& clock, Duration d, CancelToken* cancel) {
 Error ErrorFromResponse(const HttpResponse& response, std::string_view what) {
   std::string error;
   std::string reason;
-  if (!response.body.empty() && response.body.size() < (1 << 20)) {
+  if (!response.body.empty() && response.body.size() <= kMaxErrorBodyBytes) {
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
     if (parser.parse(response.body).get(doc) == simdjson::SUCCESS && doc.is_object()) {
       std::string_view s;
-      if (doc["error"].get(s) == simdjson::SUCCESS) error = std::string(s);
-      if (doc["reason"].get(s) == simdjson::SUCCESS) reason = std::string(s);
+      if (doc["error"].get(s) == simdjson::SUCCESS) error = CapText(s, kMaxErrorCodeBytes);
+      if (doc["reason"].get(s) == simdjson::SUCCESS) reason = CapText(s);
     }
   }
   int status = response.status;
@@ -123,8 +137,15 @@ Error ErrorFromResponse(const HttpResponse& response, std::string_view what) {
       default: error = "http_" + std::to_string(status);
     }
   }
-  std::string full_reason = std::string(what) + " answered HTTP " + std::to_string(status);
-  if (!reason.empty()) full_reason += ": " + reason;
+  std::string full_reason = CapText(what) + " answered HTTP " + std::to_string(status);
+  if (!reason.empty()) {
+    full_reason += ": " + reason;
+  } else if (!response.body.empty()) {
+    // Not CouchDB's JSON (an HTML error page, plain text): say what it was.
+    auto type = response.Header("content-type");
+    full_reason += " with a " + CapText(type.value_or("untyped"), 100) + " body of " +
+                   std::to_string(response.body.size()) + " bytes";
+  }
   bool temporary = status == 408 || status == 429 || status >= 500;
   Error e = temporary ? Error::Temporary(error, RedactSecrets(full_reason), status)
                       : Error::Permanent(error, RedactSecrets(full_reason), status);
@@ -295,10 +316,11 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
     }
     client = owned.get();
   }
+  uint64_t closer = 0;
   if (call.cancel) {
-    call.cancel->SetCloser([client] { client->stop(); });
+    closer = call.cancel->AddCloser([client] { client->stop(); });
     if (call.cancel->cancelled()) {
-      call.cancel->SetCloser(nullptr);
+      call.cancel->RemoveCloser(closer);
       if (pooled) Release(std::move(owned), true);
       return Error::Temporary("cancelled", "the request was cancelled");
     }
@@ -306,9 +328,11 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
 
   httplib::Headers headers;
   bool has_accept = false;
-  for (const auto& [name, value] : call.headers) {
+  for (size_t i = 0; i < call.headers.size(); ++i) {
+    const auto& [name, value] = call.headers[i];
     std::string lower = Lower(name);
-    if (!with_auth && IsCredentialHeader(lower)) continue;
+    // Off the endpoint's origin: neither credentials nor its custom headers.
+    if (!with_auth && (IsCredentialHeader(lower) || i < call.endpoint_headers)) continue;
     if (lower == "accept") has_accept = true;
     headers.emplace(name, value);
   }
@@ -327,6 +351,8 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
   httplib::Error err = httplib::Error::Success;
   bool ok;
   int head_status = 0;
+  enum class OverCap { kNo, kBody, kErrorBody, kHeaders };
+  OverCap over_cap = OverCap::kNo;
   if (call.upload) {
     uint64_t total = call.upload_length;
     auto upload = call.upload;
@@ -356,29 +382,64 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
         req.headers.emplace("Content-Type", "application/json");
       }
     }
-    if (call.on_data) {
-      req.response_handler = [&](const httplib::Response& r) {
-        head_status = r.status;
-        if (r.status / 100 == 2 && call.on_head) call.on_head(ToResponse(r));
-        return true;
-      };
-      req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-        if (head_status / 100 != 2 || IsRedirect(head_status)) {
-          res.body.append(data, len);  // an error body: keep it for the message
-          return res.body.size() < (1 << 20);
-        }
+    req.response_handler = [&](const httplib::Response& r) {
+      head_status = r.status;
+      if (r.headers.size() > kMaxResponseHeaders) {
+        over_cap = OverCap::kHeaders;
+        return false;
+      }
+      if (call.on_data && r.status / 100 == 2 && call.on_head) call.on_head(ToResponse(r));
+      return true;
+    };
+    // Every body is read through a receiver with a byte cap (SPEC §10):
+    // a 2xx body read whole stops at max_response_bytes, an error body at
+    // 64 KiB (what is kept then makes the error message).
+    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+      bool success = head_status / 100 == 2;
+      if (call.on_data && success) {
         streamed_any = true;
         return call.on_data(std::string_view(data, len));
-      };
-    }
+      }
+      uint64_t cap = success ? options_.max_response_bytes : kMaxErrorBodyBytes;
+      if (res.body.size() + len > cap) {
+        res.body.append(data, static_cast<size_t>(cap - res.body.size()));
+        over_cap = success ? OverCap::kBody : OverCap::kErrorBody;
+        return false;
+      }
+      res.body.append(data, len);
+      return true;
+    };
     ok = client->send(req, res, err);
   }
-  if (call.cancel) call.cancel->SetCloser(nullptr);
+  if (call.cancel) call.cancel->RemoveCloser(closer);
 
   if (!ok) {
     if (pooled) Release(nullptr, false);
     if (call.cancel && call.cancel->cancelled()) {
       return Error::Temporary("cancelled", "the request was cancelled");
+    }
+    std::string what = call.method + " " + url_.Origin() + target.substr(0, target.find('?'));
+    if (over_cap == OverCap::kErrorBody) {
+      // An error answer with a huge body: its first 64 KiB make the error.
+      Notify(HttpEvent::Kind::kResponse, head_status);
+      HttpResponse cut = ToResponse(res);
+      cut.status = head_status;
+      return cut;
+    }
+    if (over_cap == OverCap::kBody) {
+      Notify(HttpEvent::Kind::kResponse, head_status);
+      return Error::Permanent("response_too_large",
+                              RedactSecrets(CapText(what) + " answered more than " +
+                                            std::to_string(options_.max_response_bytes) +
+                                            " bytes (limits.max_response_bytes)"),
+                              head_status);
+    }
+    if (over_cap == OverCap::kHeaders) {
+      Notify(HttpEvent::Kind::kResponse, head_status);
+      return Error::Permanent("bad_response",
+                              RedactSecrets(CapText(what) + " answered more than " +
+                                            std::to_string(kMaxResponseHeaders) + " headers"),
+                              head_status);
     }
     if (err == httplib::Error::Canceled && head_status / 100 == 2) {
       // on_data asked to stop: a success with what was read.
@@ -387,8 +448,7 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
       return partial;
     }
     Notify(HttpEvent::Kind::kConnectionError, 0);
-    std::string what = call.method + " " + url_.Origin() + target.substr(0, target.find('?'));
-    std::string reason = what + " failed: " + httplib::to_string(err);
+    std::string reason = CapText(what) + " failed: " + httplib::to_string(err);
     if (err == httplib::Error::Read) reason += " (connection closed or silent past the timeout)";
     if (err == httplib::Error::SSLServerVerification) {
       // httplib reports an untrusted chain and a host name mismatch alike;
@@ -416,6 +476,7 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
 }
 
 Result<HttpResponse> HttpSession::Execute(HttpCall& call) {
+  if (!call.cancel) call.cancel = default_cancel_.load();
   const bool cookie_auth = credentials_.kind == Credentials::Kind::kCookie;
   if (cookie_auth) {
     Status login = EnsureLogin(false);

@@ -8,6 +8,7 @@
 // implementation includes httplib.h. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -27,6 +28,9 @@ struct HttpCall {
   std::string method = "GET";
   std::string target;      // absolute path with encoded query: "/db/_changes?since=0"
   Headers headers;         // endpoint headers plus call-specific ones
+  // How many of `headers` (at the front) are the endpoint's custom headers:
+  // like credentials, they are dropped when a redirect leaves the origin.
+  size_t endpoint_headers = 0;
   std::string body;
   std::string content_type;
   // Streaming upload (instead of body): total length and a writer that
@@ -54,6 +58,9 @@ class HttpSession {
   ~HttpSession();
 
   Result<HttpResponse> Execute(HttpCall& call);
+  // The token used by calls that carry none (a job's clients take the job's
+  // token, so a stop interrupts every request in flight). Null: none.
+  void SetDefaultCancel(CancelToken* cancel) { default_cancel_.store(cancel); }
   const HttpOptions& options() const { return options_; }
   Clock& clock() { return clock_; }
   const std::string& origin() const { return origin_; }
@@ -90,6 +97,8 @@ class HttpSession {
   std::mutex auth_mu_;
   std::string cookie_;          // "AuthSession=..."
   TimePoint cookie_expires_{};  // refresh before this
+
+  std::atomic<CancelToken*> default_cancel_{nullptr};
 
   std::mutex pacing_mu_;
   std::map<std::string, Pacer> pacers_;

@@ -13,6 +13,7 @@
 #include "couchrepd/encoding.h"
 #include "couchrepd/json.h"
 #include "couchrepd/json_fields.h"
+#include "couchrepd/limits.h"
 
 namespace couchrepd {
 
@@ -147,61 +148,173 @@ class BatchRun {
   Result<std::vector<Fetched>> Fetch(const std::vector<RevsDiffEntry>& wanted, bool attachments,
                                      bool count_reads = true) {
     std::vector<Fetched> out;
-    std::map<std::string, std::vector<std::string>> ancestors;
-    for (const auto& e : wanted) ancestors[e.id] = e.possible_ancestors;
+    std::vector<RevsDiffEntry> by_open_revs;
     bool bulk = ctx_.use_bulk_get && !ctx_.bulk_get_unsupported->load();
     if (bulk) {
       std::vector<BulkGetItem> items;
       for (const auto& e : wanted) {
         for (const auto& rev : e.missing) items.push_back({e.id, rev, e.possible_ancestors});
       }
-      auto r = ctx_.source->BulkGet(items, attachments);
-      if (r.ok()) {
-        std::set<std::pair<std::string, std::string>> seen;
-        for (auto& d : *r) {
-          if (!d.ok) {
-            spdlog::debug("{} {}@{} not fetched: {} {}", ctx_.log_prefix, d.id, d.rev, d.error,
-                          d.reason);
-            continue;
-          }
-          // latest=true may answer the same newer leaf for several requests.
-          if (!seen.insert({d.id, d.rev}).second) continue;
-          if (count_reads) ++stats_.docs_read;
-          out.push_back({d.id, d.rev, std::move(d.json), ancestors[d.id]});
-        }
-        return out;
-      }
-      if (!IsUnsupportedEndpoint(r.error())) return r.error();
-      spdlog::info("{} the source has no usable _bulk_get ({}); using open_revs", ctx_.log_prefix,
-                   r.error().Message());
-      ctx_.bulk_get_unsupported->store(true);
+      Status s = FetchBulk(items, attachments, count_reads, wanted, out, by_open_revs);
+      if (!s.ok()) return s.error();
+    } else {
+      by_open_revs = wanted;
     }
-    for (const auto& e : wanted) {
-      OpenRevsOptions o;
-      o.atts_since = e.possible_ancestors;
-      o.attachments = attachments;
-      auto r = ctx_.source->OpenRevs(e.id, e.missing, o);
-      if (!r.ok()) {
-        if (r.error().http_status == 404) continue;  // gone meanwhile
-        return r.error();
-      }
-      std::set<std::string> seen;
-      for (auto& d : *r) {
-        if (d.missing) continue;
-        auto shape = ReadDocShape(d.json);
-        if (!shape.ok()) return shape.error();
-        if (!seen.insert(shape->rev).second) continue;
-        if (count_reads) ++stats_.docs_read;
-        if (!d.attachments.empty()) {
-          // Multipart answer: put the attachment bodies back inline.
-          auto inlined = InlineMultipartAttachments(d);
-          if (!inlined.ok()) return inlined.error();
-          d.json = std::move(*inlined);
-        }
-        out.push_back({e.id, shape->rev, std::move(d.json), e.possible_ancestors});
-      }
+    for (const auto& e : by_open_revs) {
+      Status s = FetchOpenRevs(e.id, e.missing, e.possible_ancestors, attachments, count_reads, out);
+      if (!s.ok()) return s.error();
     }
     return out;
+  }
+
+  // One _bulk_get; what it cannot deliver is added to `by_open_revs`. An
+  // answer over limits.max_response_bytes splits the request in halves; a
+  // single revision over it is a write failure (SPEC §10).
+  Status FetchBulk(const std::vector<BulkGetItem>& items, bool attachments, bool count_reads,
+                   const std::vector<RevsDiffEntry>& wanted, std::vector<Fetched>& out,
+                   std::vector<RevsDiffEntry>& by_open_revs) {
+    if (items.empty()) return OkStatus();
+    auto r = ctx_.source->BulkGet(items, attachments);
+    if (!r.ok()) {
+      const Error& e = r.error();
+      if (e.error == "response_too_large") {
+        if (items.size() == 1) {
+          TooLarge(items[0].id, items[0].rev, e);
+          return OkStatus();
+        }
+        auto mid = items.begin() + static_cast<std::ptrdiff_t>(items.size() / 2);
+        Status a = FetchBulk({items.begin(), mid}, attachments, count_reads, wanted, out,
+                             by_open_revs);
+        if (!a.ok()) return a;
+        return FetchBulk({mid, items.end()}, attachments, count_reads, wanted, out, by_open_revs);
+      }
+      if (e.error == "cancelled") return e;
+      if (IsUnsupportedEndpoint(e)) {
+        spdlog::info("{} the source has no usable _bulk_get ({}); using open_revs",
+                     ctx_.log_prefix, e.Message());
+        ctx_.bulk_get_unsupported->store(true);
+      } else if (e.http_status >= 500 || e.error == "bad_json") {
+        // SPEC 4.2: _bulk_get failed (after its retries): open_revs instead.
+        spdlog::warn("{} _bulk_get failed ({}); fetching {} revisions with open_revs",
+                     ctx_.log_prefix, e.Message(), items.size());
+      } else {
+        return e;
+      }
+      AddOpenRevs(items, wanted, by_open_revs);
+      return OkStatus();
+    }
+    std::set<std::string> requested_ids;
+    for (const auto& i : items) requested_ids.insert(i.id);
+    std::set<std::string> answered_ids;
+    std::vector<BulkGetItem> retry;
+    std::set<std::pair<std::string, std::string>> seen;
+    for (auto& d : *r) {
+      if (!requested_ids.count(d.id)) {
+        spdlog::warn("{} _bulk_get answered a document that was not asked for ({}); ignored",
+                     ctx_.log_prefix, CapText(d.id, 200));
+        continue;
+      }
+      answered_ids.insert(d.id);
+      if (!d.ok) {
+        if (d.error == "not_found" || d.reason == "missing") {
+          spdlog::debug("{} {}@{} not fetched: {} {}", ctx_.log_prefix, d.id, d.rev, d.error,
+                        d.reason);
+          continue;  // gone meanwhile
+        }
+        // Any other error: try that document once more through open_revs.
+        spdlog::info("{} {}@{} not delivered by _bulk_get ({}: {}); trying open_revs",
+                     ctx_.log_prefix, d.id, d.rev, d.error, d.reason);
+        for (const auto& i : items) {
+          if (i.id == d.id && (d.rev.empty() || i.rev == d.rev)) retry.push_back(i);
+        }
+        continue;
+      }
+      // latest=true may answer the same newer leaf for several requests.
+      if (!seen.insert({d.id, d.rev}).second) continue;
+      if (count_reads) ++stats_.docs_read;
+      out.push_back({d.id, d.rev, std::move(d.json), AncestorsOf(wanted, d.id)});
+    }
+    // Requested but absent from the answer: open_revs, too.
+    for (const auto& i : items) {
+      if (!answered_ids.count(i.id)) retry.push_back(i);
+    }
+    AddOpenRevs(retry, wanted, by_open_revs);
+    return OkStatus();
+  }
+
+  static std::vector<std::string> AncestorsOf(const std::vector<RevsDiffEntry>& wanted,
+                                              const std::string& id) {
+    for (const auto& e : wanted) {
+      if (e.id == id) return e.possible_ancestors;
+    }
+    return {};
+  }
+
+  static void AddOpenRevs(const std::vector<BulkGetItem>& items,
+                          const std::vector<RevsDiffEntry>& wanted,
+                          std::vector<RevsDiffEntry>& by_open_revs) {
+    for (const auto& i : items) {
+      auto it = std::find_if(by_open_revs.begin(), by_open_revs.end(),
+                             [&](const RevsDiffEntry& e) { return e.id == i.id; });
+      if (it == by_open_revs.end()) {
+        by_open_revs.push_back({i.id, {}, AncestorsOf(wanted, i.id)});
+        it = by_open_revs.end() - 1;
+      }
+      if (std::find(it->missing.begin(), it->missing.end(), i.rev) == it->missing.end()) {
+        it->missing.push_back(i.rev);
+      }
+    }
+  }
+
+  void TooLarge(const std::string& id, const std::string& rev, const Error& e) {
+    ++stats_.doc_write_failures;
+    spdlog::warn("{} {}@{} not written: too_large: {}", ctx_.log_prefix, id, rev, e.Message());
+  }
+
+  // open_revs for one document; over the byte cap the revision list is split,
+  // a single revision over it is a write failure.
+  Status FetchOpenRevs(const std::string& id, const std::vector<std::string>& revs,
+                       const std::vector<std::string>& ancestors, bool attachments,
+                       bool count_reads, std::vector<Fetched>& out) {
+    OpenRevsOptions o;
+    o.atts_since = ancestors;
+    o.attachments = attachments;
+    auto r = ctx_.source->OpenRevs(id, revs, o);
+    if (!r.ok()) {
+      if (r.error().http_status == 404) return OkStatus();  // gone meanwhile
+      if (r.error().error == "response_too_large") {
+        if (revs.size() <= 1) {
+          TooLarge(id, revs.empty() ? "" : revs[0], r.error());
+          return OkStatus();
+        }
+        auto mid = revs.begin() + static_cast<std::ptrdiff_t>(revs.size() / 2);
+        Status a = FetchOpenRevs(id, {revs.begin(), mid}, ancestors, attachments, count_reads, out);
+        if (!a.ok()) return a;
+        return FetchOpenRevs(id, {mid, revs.end()}, ancestors, attachments, count_reads, out);
+      }
+      return r.error();
+    }
+    std::set<std::string> seen;
+    for (auto& d : *r) {
+      if (d.missing) continue;
+      auto shape = ReadDocShape(d.json);
+      if (!shape.ok()) return shape.error();
+      if (shape->id != id) {
+        spdlog::warn("{} open_revs for {} answered another document ({}); ignored",
+                     ctx_.log_prefix, id, CapText(shape->id, 200));
+        continue;
+      }
+      if (!seen.insert(shape->rev).second) continue;
+      if (count_reads) ++stats_.docs_read;
+      if (!d.attachments.empty()) {
+        // Multipart answer: put the attachment bodies back inline.
+        auto inlined = InlineMultipartAttachments(d);
+        if (!inlined.ok()) return inlined.error();
+        d.json = std::move(*inlined);
+      }
+      out.push_back({id, shape->rev, std::move(d.json), ancestors});
+    }
+    return OkStatus();
   }
 
   static Result<std::string> InlineMultipartAttachments(const OpenRevsDoc& d);

@@ -90,6 +90,9 @@ TEST_CASE("RedactSecrets masks URL passwords and auth headers in free text") {
   CHECK(RedactSecrets("set AuthSession=abc; Path=/") == "set AuthSession=*****; Path=/");
   CHECK(RedactSecrets("http://host/db with no secret") == "http://host/db with no secret");
   CHECK(RedactSecrets("mail bob@example.com") == "mail bob@example.com");
+  // Found by fuzz_redact: a URL right after a "://" that is not one.
+  CHECK(RedactSecrets("R://http://bob:secret@h/").find("secret") == std::string::npos);
+  CHECK(RedactSecrets("a://b:http://bob:secret@h/x").find("secret") == std::string::npos);
 }
 
 TEST_CASE("RedactSecrets is linear on hostile text: a 60 KB token value, long runs, many URLs") {
