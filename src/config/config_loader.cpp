@@ -779,6 +779,24 @@ void Loader::ResolveSecrets(Config& c) {
 Result<Config> Loader::Load(std::string_view yaml) {
   Config config;
   std::vector<YAML::Node> documents;
+  // yaml-cpp can loop on control characters (found by fuzz_config: a NUL):
+  // a config file is text, so refuse them first, naming where.
+  size_t line = 1, column = 1;
+  for (char ch : yaml) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+      return Error::Permanent("bad_config", origin_ + ":" + std::to_string(line) + ":" +
+                                                std::to_string(column) +
+                                                ": invalid YAML: a control character (byte " +
+                                                std::to_string(c) + ")");
+    }
+    if (c == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
   try {
     documents = YAML::LoadAll(std::string(yaml));
   } catch (const YAML::Exception& e) {

@@ -686,3 +686,12 @@ log: {level: trace, format: json}
 
 }  // namespace
 }  // namespace couchrepd
+
+namespace couchrepd {
+TEST_CASE("config text with a control character is refused with its place (yaml-cpp loops on a NUL)") {
+  auto r = LoadConfigText(std::string(",:r\0:", 6), "fuzz.yaml", NoEnv);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().reason.find("fuzz.yaml:1:4") != std::string::npos);
+  CHECK(r.error().reason.find("control character") != std::string::npos);
+}
+}  // namespace couchrepd
