@@ -1,5 +1,7 @@
 #include "couchrepd/replication_spec.h"
 
+#include "couchrepd/local_access.h"
+
 #include <simdjson.h>
 
 #include <algorithm>
@@ -1089,27 +1091,7 @@ Result<ReplicationSpec> ParseReplicationDoc(std::string_view doc_json,
 
 ReplicationSpec ResolveLocalEndpoints(ReplicationSpec spec, const Endpoint& server,
                                       const Config::ProxyAuth* proxy) {
-  const UserCtx& ctx = spec.user_ctx;
-  for (EndpointSpec* e : {&spec.source, &spec.target}) {
-    if (!e->local) continue;
-    Endpoint resolved;
-    resolved.url = server.url.WithTrailingSlash();
-    resolved.url.user.reset();
-    resolved.url.password.reset();
-    resolved.url.query.clear();
-    resolved.url.path += EncodeDbName(e->local_db) + "/";
-    if (!ctx.present || ctx.HasRole("_admin")) {
-      resolved.headers = server.headers;
-      resolved.credentials = server.credentials;
-    } else if (proxy != nullptr && proxy->enabled && ctx.name) {
-      resolved.credentials.kind = Credentials::Kind::kProxy;
-      resolved.credentials.proxy.name = *ctx.name;
-      resolved.credentials.proxy.roles = ctx.roles;
-      resolved.credentials.proxy.secret = proxy->secret;
-    }
-    e->endpoint = std::move(resolved);
-  }
-  return spec;
+  return ResolveLocalAccess(std::move(spec), server, proxy, /*validation_in_place=*/true);
 }
 
 bool MayWriteDesignDocs(const ReplicationSpec& spec) {
