@@ -102,6 +102,7 @@ class ChangesParser {
   enum class CaptureKind : uint8_t;
   struct Decoder;  // simdjson parsers, kept across rows for their buffers
 
+  void Append(std::string_view bytes);
   Status Fail(Error error);
   Status Malformed(uint64_t offset, std::string what);
   Status Unexpected(char c, uint64_t offset, std::string_view expected);

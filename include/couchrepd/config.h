@@ -140,8 +140,12 @@ struct Config {
     bool use_checkpoints = true;  // off: every restart replays from since_seq or 0
     // Attachments at least this big are streamed instead of held in memory.
     int64_t attachment_stream_threshold_bytes = 1 << 20;
-    // CA bundle trusted, besides the system store, for endpoints named by URL in
-    // documents (SPEC §4.4); server.tls_verify/ca_file never apply to them.
+    // Where those attachments wait between download and upload (unnamed files,
+    // gone when closed); empty: $TMPDIR, else /tmp.
+    std::string temp_dir;
+    // CA bundle trusted (instead of the system store when set) for endpoints
+    // named by URL in documents (SPEC §4.4); server.tls_verify/ca_file never
+    // apply to them.
     std::string ca_file;
     bool operator==(const Replication&) const = default;
   };
@@ -184,6 +188,14 @@ struct Config {
     bool operator==(const Status&) const = default;
   };
 
+  // Bounds on what is read from servers (SPEC §10).
+  struct Limits {
+    // Byte cap on a response read whole and on one streamed row or part; a
+    // _bulk_get over it is split, a single revision over it is a write failure.
+    int64_t max_response_bytes = int64_t{64} << 20;
+    bool operator==(const Limits&) const = default;
+  };
+
   struct Log {
     enum class Level { kTrace, kDebug, kInfo, kWarn, kError };
     enum class Format {
@@ -201,6 +213,7 @@ struct Config {
   Replication replication;
   Retry retry;
   Status status;
+  Limits limits;
   Log log;
   // Graceful stop (SIGTERM): time to checkpoint running jobs before exiting anyway.
   std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(30);

@@ -41,6 +41,10 @@ struct DocShape {
 
 Result<DocShape> ReadDocShape(std::string_view doc_json);
 
+// Whether `rev` is the document's revision or one of its ancestors by
+// `_revisions` (an answer to latest=true may be a descendant of what was asked).
+bool OnRevisionPath(const DocShape& doc, std::string_view rev);
+
 // The highest generation among `possible_ancestors` that lies on the
 // document's revision path (0 when none does).
 int64_t KnownAncestorGeneration(const DocShape& doc,

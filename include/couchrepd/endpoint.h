@@ -21,6 +21,10 @@ struct ProxyAuth {
   std::string name;
   std::vector<std::string> roles;
   std::string secret;  // shared secret; token = hex HMAC-SHA256(name, secret)
+  // CouchDB's [chttpd_auth] x_auth_* header names (server.proxy_auth.*_header).
+  std::string username_header = "X-Auth-CouchDB-UserName";
+  std::string roles_header = "X-Auth-CouchDB-Roles";
+  std::string token_header = "X-Auth-CouchDB-Token";
 };
 
 struct Credentials {

@@ -31,6 +31,7 @@ struct FeedHealth {
   std::string db;
   bool connected = false;
   std::string error;          // why not connected (no secrets)
+  std::string validation;     // why the validation function is not in place ("" = it is)
   std::string last_seq;       // raw JSON
   uint64_t reconnects = 0;
   uint64_t docs_processed = 0;

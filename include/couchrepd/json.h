@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,27 @@ namespace couchrepd {
 // bytes are replaced by U+FFFD so the output is always valid JSON.
 void AppendJsonString(std::string& out, std::string_view s);
 std::string JsonQuote(std::string_view s);
+
+// One member of a JSON object text found by ScanObjectMembers: `key` is the
+// member name as written (quotes and escapes included), [value_begin,
+// value_end) the value's text.
+struct RawMember {
+  std::string_view key;
+  size_t value_begin = 0;
+  size_t value_end = 0;
+};
+
+// Walks the top-level members of the object text `json` by its structure
+// only (strings, escapes and brackets; no recursion, linear time, any depth),
+// calling `on_member` for each until it returns false. Returns false when the
+// text is not an object of that shape (a value is not checked beyond where it
+// ends). For finding a member inside text a parser refuses (too deep,
+// invalid escapes).
+bool ScanObjectMembers(std::string_view json, const std::function<bool(const RawMember&)>& on_member);
+
+// Whether the JSON text `json` nests arrays/objects more than `max_depth`
+// levels (by structure: strings and escapes skipped; linear, no recursion).
+bool NestedDeeperThan(std::string_view json, size_t max_depth);
 
 class JsonWriter {
  public:

@@ -24,6 +24,11 @@ struct JsonField {
 // The top-level fields of a JSON object, in order. Error when `json` is not
 // a valid JSON object.
 Result<std::vector<JsonField>> SplitObject(std::string_view json);
+// The same split by structure only, for an object a server stored whose
+// values the parser refuses (nested past its limit, an unpaired surrogate
+// escape): keys must be valid, values are taken as they are. Error when the
+// text is not an object of that shape.
+Result<std::vector<JsonField>> SplitObjectByStructure(std::string_view json);
 // Joins fields back into compact JSON object text.
 std::string JoinObject(const std::vector<JsonField>& fields);
 // The raw value of `key`, or nullopt.

@@ -22,6 +22,9 @@ inline constexpr uint64_t kDefaultMaxResponseBytes = 64ull << 20;
 inline constexpr size_t kMaxResponseHeaders = 256;
 // A document may carry at most this many revisions in one request or answer.
 inline constexpr size_t kMaxRevsPerDoc = 10000;
+// Nesting depth of JSON couchrepd handles (simdjson's own limit): a fetched
+// document nested deeper is a write failure, not a job failure.
+inline constexpr size_t kMaxJsonDepth = 1024;
 
 // Cuts `text` to at most `max` bytes (never inside a UTF-8 sequence) and
 // marks the cut: "<first bytes>… (cut, 40960 bytes)". Shorter text comes back

@@ -22,6 +22,7 @@
 
 #include "couchrepd/clock.h"
 #include "couchrepd/couch_client.h"
+#include "couchrepd/endpoint_tls.h"
 #include "couchrepd/replication_id.h"
 #include "couchrepd/replication_spec.h"
 #include "couchrepd/replication_stats.h"
@@ -33,7 +34,11 @@ struct JobSettings {
   ReplicationSpec spec;      // local endpoints already resolved
   ReplicationId id;
   HttpOptions http;          // base options; the spec's per-job values override
+  // TLS per endpoint (SPEC §4.4): server settings for local endpoints only,
+  // URL endpoints always verified (with replication.ca_file).
+  EndpointTlsPolicy tls;
   int64_t attachment_stream_threshold_bytes = 1 << 20;
+  std::string temp_dir;  // replication.temp_dir ("" = $TMPDIR, else /tmp)
   Duration heartbeat = std::chrono::seconds(10);  // continuous source feed
   std::string log_prefix;    // e.g. "[_replicator/mydoc]"
 };
@@ -65,8 +70,11 @@ class ReplicationJob {
   ReplicationJob& operator=(const ReplicationJob&) = delete;
 
   Result<JobEnd> Run();
-  // Graceful stop: no new batches, in-flight ones finish, then a checkpoint.
+  // Stop: no new batches, the requests in flight are cancelled (SPEC §2.3),
+  // then a checkpoint of what is fully written.
   void Stop();
+  // Stop, and cancel the final checkpoint too (the shutdown deadline passed).
+  void Abort();
   JobSnapshot Snapshot() const;
 
  private:

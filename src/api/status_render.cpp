@@ -409,6 +409,9 @@ HealthReport RenderHealth(const EngineSnapshot& s) {
       reasons.push_back(f.db + ": " +
                         (f.error.empty() ? std::string("not connected yet") : f.error));
     }
+    if (!f.validation.empty()) {
+      reasons.push_back(f.db + ": the validation function is not in place: " + f.validation);
+    }
   }
   HealthReport report;
   report.ok = reasons.empty();
@@ -429,6 +432,10 @@ HealthReport RenderHealth(const EngineSnapshot& s) {
     if (!f.error.empty()) {
       w.Key("error");
       Str(w, f.error);
+    }
+    if (!f.validation.empty()) {
+      w.Key("validation");
+      Str(w, f.validation);
     }
     w.Key("last_seq");
     if (f.last_seq.empty()) {

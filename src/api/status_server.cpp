@@ -26,6 +26,8 @@ namespace {
 constexpr char kJson[] = "application/json";
 constexpr char kRealm[] = "Basic realm=\"couchrepd\"";
 constexpr time_t kSocketTimeoutSeconds = 10;
+// The largest request body the status API reads (its POSTs carry none).
+constexpr size_t kMaxRequestBodyBytes = 64 * 1024;
 
 std::string NodeName() {
   char host[256] = {};
@@ -262,6 +264,26 @@ Status StatusServer::Bind() {
   m.server.Delete(".*", handler);
   m.server.Patch(".*", handler);
   m.server.Options(".*", handler);
+  // SPEC §10: credentials are checked before any body is read (the
+  // pre-routing handler runs first), and no body over 64 KiB is read (413).
+  m.server.set_pre_routing_handler([&m](const httplib::Request& req, httplib::Response& res) {
+    if (!m.Authenticate(req)) {
+      res.set_header("Cache-Control", "must-revalidate");
+      res.set_header("WWW-Authenticate", kRealm);
+      ReplyError(res, 401, "unauthorized", "Name or password is incorrect.");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    // An announced body over the limit is refused without reading any of it
+    // (httplib's own limit would drain it first).
+    if (req.has_header("Content-Length") &&
+        req.get_header_value<uint64_t>("Content-Length") > kMaxRequestBodyBytes) {
+      res.set_header("Cache-Control", "must-revalidate");
+      ReplyError(res, 413, "too_large", "request bodies are limited to 64 KiB");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  m.server.set_payload_max_length(kMaxRequestBodyBytes);
   m.server.set_exception_handler(
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
         ReplyError(res, 500, "unknown_error", "internal error in the status API");

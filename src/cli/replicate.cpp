@@ -128,7 +128,8 @@ int RunReplicate(const std::vector<std::string>& raw_args) {
                  server_client.DisplayUrl().c_str(), ScrubSecrets(info.error().Message()).c_str());
     return kExitFailure;
   }
-  auto id = ComputeIdFor(spec, info->uuid, http);
+  const EndpointTlsPolicy tls = EndpointTlsPolicy::From(config);
+  auto id = ComputeIdFor(spec, info->uuid, http, tls);
   if (!id.ok()) {
     std::fprintf(stderr, "replicate: %s\n", ScrubSecrets(id.error().Message()).c_str());
     return kExitFailure;
@@ -138,7 +139,9 @@ int RunReplicate(const std::vector<std::string>& raw_args) {
   settings.spec = spec;
   settings.id = *id;
   settings.http = http;
+  settings.tls = tls;
   settings.attachment_stream_threshold_bytes = config.replication.attachment_stream_threshold_bytes;
+  settings.temp_dir = config.replication.temp_dir;
   settings.log_prefix = "[" + id->full + "]";
   ReplicationJob job(settings);
 

@@ -7,6 +7,7 @@
 
 #include "couchrepd/cli.h"
 #include "couchrepd/config.h"
+#include "couchrepd/process_limits.h"
 #include "couchrepd/engine.h"
 #include "couchrepd/log.h"
 #include "couchrepd/server_connection.h"
@@ -45,6 +46,7 @@ int RunServe(const std::vector<std::string>& args) {
   }
   RegisterConfigSecrets(*config);
   InitLogging(Name(config->log.level), FormatOf(*config));
+  RaiseFileLimit();
 
   // Signals are taken by this thread only (every other thread inherits the mask).
   sigset_t signals;

@@ -632,6 +632,7 @@ std::vector<Field> Loader::Fields(Config& c) {
               Bool("use_checkpoints", replication.use_checkpoints),
               Int("attachment_stream_threshold_bytes",
                   replication.attachment_stream_threshold_bytes, 0, int64_t{1} << 30),
+              Path("temp_dir", replication.temp_dir),
               Path("ca_file", replication.ca_file),
           }),
       Sub("retry",
@@ -658,6 +659,11 @@ std::vector<Field> Loader::Fields(Config& c) {
                       Path("password_file", status.auth.password_file),
                   }),
               Bool("dashboard", status.dashboard),
+          }),
+      Sub("limits",
+          {
+              Int("max_response_bytes", c.limits.max_response_bytes, int64_t{1} << 20,
+                  int64_t{1} << 32),
           }),
       Sub("log",
           {

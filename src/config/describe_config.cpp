@@ -200,6 +200,7 @@ std::string DescribeConfig(const Config& c) {
   w.Line(1, "use_checkpoints", Bool(replication.use_checkpoints));
   w.Line(1, "attachment_stream_threshold_bytes",
          std::to_string(replication.attachment_stream_threshold_bytes));
+  w.Line(1, "temp_dir", Scalar(replication.temp_dir));
   w.Line(1, "ca_file", Scalar(replication.ca_file));
 
   const Config::Retry& retry = c.retry;
@@ -223,6 +224,9 @@ std::string DescribeConfig(const Config& c) {
   w.Line(2, "password", Secret(status.auth.password));
   w.Line(2, "password_file", Scalar(status.auth.password_file));
   w.Line(1, "dashboard", Bool(status.dashboard));
+
+  w.Section(0, "limits");
+  w.Line(1, "max_response_bytes", std::to_string(c.limits.max_response_bytes));
 
   w.Section(0, "log");
   w.Line(1, "level", std::string(Name(c.log.level)));

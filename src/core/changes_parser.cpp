@@ -1,7 +1,10 @@
 #include "couchrepd/changes_parser.h"
 
+#include "couchrepd/json.h"
+
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <utility>
 
@@ -164,6 +167,24 @@ std::string DecodeObject(od::parser& parser, const std::string& padded, size_t l
   return {};
 }
 
+// The row text with its top-level "doc" member's value replaced by null
+// (padded for simdjson); `doc` receives the value's text, or stays empty when
+// the row has no such member or is not an object.
+std::string RowWithoutDoc(std::string_view row, std::optional<std::string>& doc) {
+  std::string rest;
+  ScanObjectMembers(row, [&](const RawMember& m) {
+    if (m.key != "\"doc\"") return true;
+    doc.emplace(row.substr(m.value_begin, m.value_end - m.value_begin));
+    rest.reserve(row.size() + simdjson::SIMDJSON_PADDING);
+    rest.append(row.substr(0, m.value_begin));
+    rest.append("null");
+    rest.append(row.substr(m.value_end));
+    return false;
+  });
+  rest.append(simdjson::SIMDJSON_PADDING, ' ');
+  return rest;
+}
+
 }  // namespace
 
 enum class ChangesParser::State : uint8_t {
@@ -220,6 +241,19 @@ Status ChangesParser::Unexpected(char c, uint64_t offset, std::string_view expec
   return Malformed(offset, "unexpected " + DescribeByte(c) + ", expected " + std::string(expected));
 }
 
+// Appends captured bytes, growing the buffer in powers of two (plus room for
+// simdjson's padding) up to the row cap: a row near the cap peaks at the cap,
+// not at std::string's own overshoot to nearly twice it.
+void ChangesParser::Append(std::string_view bytes) {
+  const size_t need = buf_.size() + bytes.size() + simdjson::SIMDJSON_PADDING;
+  if (need > buf_.capacity()) {
+    size_t want = std::max<size_t>(size_t{1} << 12, buf_.capacity() + 1);
+    while (want < need) want *= 2;
+    buf_.reserve(std::min(want, std::max(need, max_row_bytes_ + simdjson::SIMDJSON_PADDING)));
+  }
+  buf_.append(bytes);
+}
+
 Status ChangesParser::Feed(std::string_view chunk, const RowHandler& on_row) {
   if (error_) return *error_;
   cap_start_ = 0;
@@ -229,7 +263,7 @@ Status ChangesParser::Feed(std::string_view chunk, const RowHandler& on_row) {
     if (!s.ok()) return s;
   }
   if (state_ == State::kInKey || state_ == State::kInValue || state_ == State::kInRow) {
-    buf_.append(chunk.data() + cap_start_, chunk.size() - cap_start_);
+    Append(chunk.substr(cap_start_));
   }
   offset_ += chunk.size();
   return OkStatus();
@@ -404,7 +438,7 @@ size_t ChangesParser::ScanValue(std::string_view chunk, size_t i) {
 }
 
 Status ChangesParser::CompleteValue(std::string_view chunk, size_t end, const RowHandler& on_row) {
-  buf_.append(chunk.data() + cap_start_, end - cap_start_);
+  Append(chunk.substr(cap_start_, end - cap_start_));
   Status s = OkStatus();
   if (state_ == State::kInKey) {
     buf_.append(simdjson::SIMDJSON_PADDING, ' ');
@@ -462,12 +496,30 @@ Status ChangesParser::OnMember() {
 Status ChangesParser::OnObject(const RowHandler& on_row) {
   const size_t len = buf_.size();
   buf_.append(simdjson::SIMDJSON_PADDING, ' ');
-  if (auto err = decoder_->dom.parse(buf_.data(), len, false).error()) {
+  ObjectFields fields;
+  std::string problem;
+  auto err = decoder_->dom.parse(buf_.data(), len, false).error();
+  if (err && err != simdjson::DEPTH_ERROR && err != simdjson::STRING_ERROR) {
     return Malformed(cap_offset_,
                      std::string("a row is not valid JSON: ") + simdjson::error_message(err));
   }
-  ObjectFields fields;
-  std::string problem = DecodeObject(decoder_->lazy, buf_, len, fields);
+  if (err) {
+    // A stored document the parser refuses (nested past its limit, an
+    // unpaired surrogate escape) must not stop the feed: the row is read
+    // without it and the document is handed on as its raw text, for its
+    // consumer to reject with a reason (SPEC §10).
+    std::optional<std::string> raw_doc;
+    std::string rest = RowWithoutDoc(std::string_view(buf_.data(), len), raw_doc);
+    if (!raw_doc || decoder_->dom.parse(rest.data(), rest.size() - simdjson::SIMDJSON_PADDING, false)
+                        .error()) {
+      return Malformed(cap_offset_,
+                       std::string("a row is not valid JSON: ") + simdjson::error_message(err));
+    }
+    problem = DecodeObject(decoder_->lazy, rest, rest.size() - simdjson::SIMDJSON_PADDING, fields);
+    fields.row.doc = std::move(*raw_doc);
+  } else {
+    problem = DecodeObject(decoder_->lazy, buf_, len, fields);
+  }
   if (!problem.empty()) return Malformed(cap_offset_, "bad row: " + problem);
 
   if (fields.has_id) {

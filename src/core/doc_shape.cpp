@@ -66,17 +66,28 @@ Result<DocShape> ReadDocShape(std::string_view doc_json) {
   return shape;
 }
 
+namespace {
+
+// Whether `rev` is listed in the document's `_revisions`.
+bool InRevisions(const DocShape& doc, std::string_view rev) {
+  int64_t g = GenerationOf(rev);
+  size_t dash = rev.find('-');
+  if (g <= 0 || dash == std::string_view::npos || g > doc.revisions_start) return false;
+  size_t index = static_cast<size_t>(doc.revisions_start - g);
+  return index < doc.rev_ids.size() && doc.rev_ids[index] == rev.substr(dash + 1);
+}
+
+}  // namespace
+
+bool OnRevisionPath(const DocShape& doc, std::string_view rev) {
+  return rev == doc.rev || InRevisions(doc, rev);
+}
+
 int64_t KnownAncestorGeneration(const DocShape& doc,
                                 const std::vector<std::string>& possible_ancestors) {
   int64_t best = 0;
   for (const auto& rev : possible_ancestors) {
-    int64_t g = GenerationOf(rev);
-    size_t dash = rev.find('-');
-    if (g <= 0 || dash == std::string::npos || g > doc.revisions_start) continue;
-    size_t index = static_cast<size_t>(doc.revisions_start - g);
-    if (index < doc.rev_ids.size() && doc.rev_ids[index] == rev.substr(dash + 1)) {
-      best = std::max(best, g);
-    }
+    if (InRevisions(doc, rev)) best = std::max(best, GenerationOf(rev));
   }
   return best;
 }

@@ -158,4 +158,95 @@ JsonWriter& JsonWriter::Raw(std::string_view json) {
   return *this;
 }
 
+bool ScanObjectMembers(std::string_view json, const std::function<bool(const RawMember&)>& on_member) {
+  size_t i = 0;
+  const size_t n = json.size();
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  auto skip_space = [&] {
+    while (i < n && space(json[i])) ++i;
+  };
+  // One past the closing quote of the string starting at json[at] == '"'.
+  auto string_end = [&](size_t at) -> size_t {
+    for (size_t j = at + 1; j < n; ++j) {
+      if (json[j] == '\\') {
+        ++j;
+      } else if (json[j] == '"') {
+        return j + 1;
+      }
+    }
+    return std::string_view::npos;
+  };
+  skip_space();
+  if (i >= n || json[i] != '{') return false;
+  ++i;
+  skip_space();
+  if (i < n && json[i] == '}') return true;
+  while (true) {
+    skip_space();
+    if (i >= n || json[i] != '"') return false;
+    size_t key_end = string_end(i);
+    if (key_end == std::string_view::npos) return false;
+    RawMember m;
+    m.key = json.substr(i, key_end - i);
+    i = key_end;
+    skip_space();
+    if (i >= n || json[i] != ':') return false;
+    ++i;
+    skip_space();
+    m.value_begin = i;
+    if (i < n && json[i] == '"') {
+      i = string_end(i);
+      if (i == std::string_view::npos) return false;
+    } else if (i < n && (json[i] == '{' || json[i] == '[')) {
+      size_t depth = 0;
+      while (i < n) {
+        char c = json[i];
+        if (c == '"') {
+          i = string_end(i);
+          if (i == std::string_view::npos) return false;
+          continue;
+        }
+        ++i;
+        if (c == '{' || c == '[') {
+          ++depth;
+        } else if ((c == '}' || c == ']') && --depth == 0) {
+          break;
+        }
+      }
+      if (depth != 0) return false;
+    } else {
+      while (i < n && json[i] != ',' && json[i] != '}' && !space(json[i])) ++i;
+    }
+    m.value_end = i;
+    if (m.value_end == m.value_begin) return false;
+    if (!on_member(m)) return true;
+    skip_space();
+    if (i < n && json[i] == '}') return true;
+    if (i >= n || json[i] != ',') return false;
+    ++i;
+  }
+}
+
+bool NestedDeeperThan(std::string_view json, size_t max_depth) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < json.size(); ++i) {
+    char c = json[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > max_depth) return true;
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
 }  // namespace couchrepd

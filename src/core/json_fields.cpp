@@ -64,6 +64,25 @@ Result<std::vector<JsonField>> SplitObject(std::string_view json) {
   return fields;
 }
 
+Result<std::vector<JsonField>> SplitObjectByStructure(std::string_view json) {
+  simdjson::dom::parser key_parser;
+  std::vector<JsonField> fields;
+  std::optional<Error> bad;
+  bool shaped = ScanObjectMembers(json, [&](const RawMember& m) {
+    simdjson::padded_string key_text(m.key);
+    std::string_view key;
+    if (key_parser.parse(key_text).get_string().get(key)) {
+      bad = NotAnObject("a member name is not a valid string");
+      return false;
+    }
+    fields.push_back({std::string(key), std::string(json.substr(m.value_begin, m.value_end - m.value_begin))});
+    return true;
+  });
+  if (bad) return *bad;
+  if (!shaped) return NotAnObject("its structure is broken");
+  return fields;
+}
+
 std::string JoinObject(const std::vector<JsonField>& fields) {
   std::string out = "{";
   for (size_t i = 0; i < fields.size(); ++i) {

@@ -51,6 +51,9 @@ ReplicationSpec ResolveLocalAccess(ReplicationSpec spec, const Endpoint& server,
         resolved.credentials.proxy.name = *ctx.name;
         resolved.credentials.proxy.roles = ctx.roles;
         resolved.credentials.proxy.secret = proxy->secret;
+        resolved.credentials.proxy.username_header = proxy->username_header;
+        resolved.credentials.proxy.roles_header = proxy->roles_header;
+        resolved.credentials.proxy.token_header = proxy->token_header;
         break;
       case LocalAccess::kAnonymous:
         break;

@@ -14,6 +14,7 @@
 
 #include "couchrepd/encoding.h"
 #include "couchrepd/erlang_term.h"
+#include "couchrepd/json.h"
 #include "couchrepd/url.h"
 
 // Field rules follow CouchDB 3.x (couch_replicator_docs:parse_rep_doc,
@@ -58,78 +59,31 @@ std::string Echo(std::string_view s) {
   return out;
 }
 
-bool IsJsonSpaceChar(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 // The top-level member of a JSON object text whose value alone fails to
 // parse, found by a structural scan (strings, escapes and brackets only, no
 // recursion, linear time): the key as a user would read it, or nullopt when
 // the text is not an object of that shape or every value parses alone.
 std::optional<std::string> FindBadMember(std::string_view json) {
-  size_t i = 0;
-  const size_t n = json.size();
-  auto skip_space = [&] {
-    while (i < n && IsJsonSpaceChar(json[i])) ++i;
-  };
-  // The end of the string starting at json[i] == '"' (one past its closing quote).
-  auto string_end = [&](size_t at) -> size_t {
-    for (size_t j = at + 1; j < n; ++j) {
-      if (json[j] == '\\') {
-        ++j;
-      } else if (json[j] == '"') {
-        return j + 1;
-      }
-    }
-    return std::string_view::npos;
-  };
   simdjson::dom::parser parser;
-  skip_space();
-  if (i >= n || json[i] != '{') return std::nullopt;
-  ++i;
-  while (true) {
-    skip_space();
-    if (i >= n || json[i] != '"') return std::nullopt;
-    size_t key_end = string_end(i);
-    if (key_end == std::string_view::npos) return std::nullopt;
-    simdjson::padded_string key_text(json.substr(i, key_end - i));
+  std::optional<std::string> bad;
+  ScanObjectMembers(json, [&](const RawMember& m) {
+    simdjson::padded_string key_text(m.key);
     std::string_view key;
-    if (parser.parse(key_text).get_string().get(key)) return std::string("a field name");
-    std::string name = Q(Echo(key));
-    i = key_end;
-    skip_space();
-    if (i >= n || json[i] != ':') return std::nullopt;
-    ++i;
-    skip_space();
-    size_t start = i;
-    if (i < n && json[i] == '"') {
-      i = string_end(i);
-      if (i == std::string_view::npos) return name;
-    } else if (i < n && (json[i] == '{' || json[i] == '[')) {
-      size_t depth = 0;
-      while (i < n) {
-        char c = json[i];
-        if (c == '"') {
-          i = string_end(i);
-          if (i == std::string_view::npos) return name;
-          continue;
-        }
-        ++i;
-        if (c == '{' || c == '[') {
-          ++depth;
-        } else if ((c == '}' || c == ']') && --depth == 0) {
-          break;
-        }
-      }
-      if (depth != 0) return name;
-    } else {
-      while (i < n && json[i] != ',' && json[i] != '}' && !IsJsonSpaceChar(json[i])) ++i;
+    if (parser.parse(key_text).get_string().get(key)) {
+      bad = "a field name";
+      return false;
     }
-    simdjson::padded_string value(json.substr(start, i - start));
+    std::string name = Q(Echo(key));  // before the parser's buffer is reused
+    simdjson::padded_string value(json.substr(m.value_begin, m.value_end - m.value_begin));
     auto code = parser.parse(value).error();
-    if (code && code != simdjson::NUMBER_ERROR) return name;
-    skip_space();
-    if (i >= n || json[i] != ',') return std::nullopt;
-    ++i;
-  }
+    if (code && code != simdjson::NUMBER_ERROR) {
+      bad = std::move(name);
+      return false;
+    }
+    return true;
+  });
+  return bad;
 }
 
 // Why a document is not valid JSON; `json` is its text, for naming the

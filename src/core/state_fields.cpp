@@ -89,7 +89,12 @@ bool WithStats(const std::optional<std::string>& state) { return state && *state
 
 std::optional<std::string> ApplyStateWrite(std::string_view doc_json, const StateWrite& write,
                                            int64_t now_unix) {
+  // A document the parser refuses (the server stored it) still gets its
+  // state, with every other value passed through as it is.
   auto split = SplitObject(doc_json);
+  if (!split.ok() && simdjson::validate_utf8(doc_json.data(), doc_json.size())) {
+    split = SplitObjectByStructure(doc_json);
+  }
   if (!split.ok()) return std::nullopt;
   std::vector<JsonField> fields = std::move(split.value());
   if (FindField(fields, "_deleted") == "true") return std::nullopt;

@@ -136,6 +136,16 @@ HttpCall MakeCall(const Endpoint& e, std::string method, std::string_view relati
   return call;
 }
 
+// `text` as simdjson input without a copy when its capacity has room for the
+// padding (bodies read whole are reserved so), else a padded copy in `copy`.
+simdjson::padded_string_view Padded(const std::string& text, simdjson::padded_string& copy) {
+  if (text.capacity() - text.size() >= simdjson::SIMDJSON_PADDING) {
+    return simdjson::padded_string_view(text.data(), text.size(), text.capacity());
+  }
+  copy = simdjson::padded_string(text);
+  return simdjson::padded_string_view(copy.data(), copy.size(), copy.size() + simdjson::SIMDJSON_PADDING);
+}
+
 std::string What(const HttpCall& call, const Endpoint& e) {
   return call.method + " " + e.url.Origin() + call.target.substr(0, call.target.find('?'));
 }
@@ -209,7 +219,8 @@ Result<DbInfo> CouchClient::GetDbInfo() {
   }
   if (r->status / 100 != 2) return ErrorFromResponse(*r, What(call, endpoint_));
   simdjson::ondemand::parser parser;
-  simdjson::padded_string body(r->body);
+  simdjson::padded_string copy;
+  simdjson::padded_string_view body = Padded(r->body, copy);
   DbInfo info;
   info.json = r->body;
   auto doc = parser.iterate(body);
@@ -298,7 +309,8 @@ Result<ChangesResult> CouchClient::Changes(const ChangesRequest& request,
       call.read_timeout = *request.timeout + session_->options().inactivity_timeout;
     }
   }
-  ChangesParser parser(continuous ? FeedKind::kContinuous : FeedKind::kNormal);
+  ChangesParser parser(continuous ? FeedKind::kContinuous : FeedKind::kNormal,
+                       static_cast<size_t>(session_->options().max_response_bytes));
   ChangesResult result;
   std::optional<Error> parse_error;
   bool stopped = false;
@@ -465,7 +477,8 @@ Result<std::vector<BulkGetDoc>> CouchClient::BulkGet(const std::vector<BulkGetIt
   if (!r.ok()) return r.error();
 
   simdjson::ondemand::parser parser;
-  simdjson::padded_string body(r->body);
+  simdjson::padded_string copy;
+  simdjson::padded_string_view body = Padded(r->body, copy);
   std::vector<BulkGetDoc> out;
   auto doc = parser.iterate(body);
   simdjson::ondemand::array results;
@@ -576,7 +589,19 @@ Result<std::vector<OpenRevsDoc>> CouchClient::OpenRevs(std::string_view doc_id,
       if (boundary) reader.emplace(*boundary);
     }
   };
+  // SPEC §10: the whole answer is capped like any response read whole (the
+  // caller splits the revisions on response_too_large).
+  const uint64_t cap = session_->options().max_response_bytes;
+  uint64_t received = 0;
   call.on_data = [&](std::string_view chunk) {
+    received += chunk.size();
+    if (received > cap) {
+      reader_error = Error::Permanent(
+          "response_too_large", RedactSecrets(CapText(What(call, endpoint_))) +
+                                    " answered more than " + std::to_string(cap) +
+                                    " bytes (limits.max_response_bytes)");
+      return false;
+    }
     if (reader) {
       Status s = reader->Feed(chunk);
       if (!s.ok()) {
@@ -585,6 +610,7 @@ Result<std::vector<OpenRevsDoc>> CouchClient::OpenRevs(std::string_view doc_id,
       }
       return true;
     }
+    ReserveBody(json_body, json_body.size() + chunk.size(), 0, cap);
     json_body.append(chunk);
     return true;
   };
@@ -595,7 +621,8 @@ Result<std::vector<OpenRevsDoc>> CouchClient::OpenRevs(std::string_view doc_id,
   if (reader) return reader->Finish();
 
   simdjson::ondemand::parser parser;
-  simdjson::padded_string body(json_body);
+  simdjson::padded_string copy;
+  simdjson::padded_string_view body = Padded(json_body, copy);
   std::vector<OpenRevsDoc> out;
   auto doc = parser.iterate(body);
   simdjson::ondemand::array arr;

@@ -1,5 +1,6 @@
 #include "http_session.h"
 
+#include <cerrno>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -34,13 +35,20 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-HttpResponse ToResponse(const httplib::Response& res) {
+HttpResponse HeadOf(const httplib::Response& res) {
   HttpResponse out;
   out.status = res.status;
   for (const auto& [name, value] : res.headers) out.headers.emplace_back(Lower(name), value);
-  out.body = res.body;
   return out;
 }
+
+// The response, its body moved (never copied: it may be 64 MiB).
+HttpResponse ToResponse(httplib::Response& res) {
+  HttpResponse out = HeadOf(res);
+  out.body = std::move(res.body);
+  return out;
+}
+
 
 bool IsRedirect(int status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
@@ -292,11 +300,9 @@ void HttpSession::AddAuthHeaders(Headers& headers) {
       const ProxyAuth& p = credentials_.proxy;
       std::string roles;
       for (const auto& r : p.roles) roles += (roles.empty() ? "" : ",") + r;
-      headers.emplace_back("X-Auth-CouchDB-UserName", p.name);
-      headers.emplace_back("X-Auth-CouchDB-Roles", roles);
-      if (!p.secret.empty()) {
-        headers.emplace_back("X-Auth-CouchDB-Token", HmacSha256Hex(p.secret, p.name));
-      }
+      headers.emplace_back(p.username_header, p.name);
+      headers.emplace_back(p.roles_header, roles);
+      if (!p.secret.empty()) headers.emplace_back(p.token_header, HmacSha256Hex(p.secret, p.name));
       break;
     }
   }
@@ -350,7 +356,9 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
   httplib::Response res;
   httplib::Error err = httplib::Error::Success;
   bool ok;
+  int send_errno = 0;
   int head_status = 0;
+  uint64_t expected_length = 0;  // the answer's Content-Length, when it has one
   enum class OverCap { kNo, kBody, kErrorBody, kHeaders };
   OverCap over_cap = OverCap::kNo;
   if (call.upload) {
@@ -388,7 +396,10 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
         over_cap = OverCap::kHeaders;
         return false;
       }
-      if (call.on_data && r.status / 100 == 2 && call.on_head) call.on_head(ToResponse(r));
+      if (call.on_data && r.status / 100 == 2 && call.on_head) call.on_head(HeadOf(r));
+      if (r.has_header("Content-Length")) {
+        expected_length = r.get_header_value<uint64_t>("Content-Length");
+      }
       return true;
     };
     // Every body is read through a receiver with a byte cap (SPEC §10):
@@ -402,14 +413,18 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
       }
       uint64_t cap = success ? options_.max_response_bytes : kMaxErrorBodyBytes;
       if (res.body.size() + len > cap) {
+        ReserveBody(res.body, static_cast<size_t>(cap), expected_length, cap);
         res.body.append(data, static_cast<size_t>(cap - res.body.size()));
         over_cap = success ? OverCap::kBody : OverCap::kErrorBody;
         return false;
       }
+      ReserveBody(res.body, res.body.size() + len, expected_length, cap);
       res.body.append(data, len);
       return true;
     };
+    errno = 0;
     ok = client->send(req, res, err);
+    send_errno = errno;
   }
   if (call.cancel) call.cancel->RemoveCloser(closer);
 
@@ -450,6 +465,10 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
     Notify(HttpEvent::Kind::kConnectionError, 0);
     std::string reason = CapText(what) + " failed: " + httplib::to_string(err);
     if (err == httplib::Error::Read) reason += " (connection closed or silent past the timeout)";
+    if (send_errno == EMFILE || send_errno == ENFILE) {
+      // Out of file descriptors: say so, not just "connection failed" (SPEC §10).
+      reason += " (too many open files: raise LimitNOFILE / ulimit -n, or lower max_jobs)";
+    }
     if (err == httplib::Error::SSLServerVerification) {
       // httplib reports an untrusted chain and a host name mismatch alike;
       // OpenSSL's verify result tells them apart.
@@ -579,6 +598,20 @@ Result<HttpResponse> HttpSession::Execute(HttpCall& call) {
       return Error::Temporary("cancelled", "the request was cancelled");
     }
   }
+}
+
+// Makes room for `need` bytes in a body read whole: the capacity doubles in
+// powers of two up to `cap`, so a body near the cap peaks at the cap, not at
+// twice it (std::string's own growth from 15 bytes overshoots 64 MiB to
+// 120 MiB). `expected` is the announced Content-Length (0 when unknown).
+void ReserveBody(std::string& body, size_t need, uint64_t expected, uint64_t cap) {
+  if (need <= body.capacity()) return;
+  uint64_t want = std::max<uint64_t>(uint64_t{1} << 16, body.capacity() + 1);
+  if (expected >= need) want = std::max<uint64_t>(want, expected);
+  while (want < need) want *= 2;
+  // Room for simdjson's padding too, so the body is parsed where it is.
+  body.reserve(static_cast<size_t>(std::min(want, std::max<uint64_t>(cap, need))) +
+               simdjson::SIMDJSON_PADDING);
 }
 
 }  // namespace couchrepd

@@ -108,4 +108,9 @@ class HttpSession {
 // body has them). 408, 429 and 5xx are temporary.
 Error ErrorFromResponse(const HttpResponse& response, std::string_view what);
 
+// Makes room for `need` bytes in a body read whole, growing in powers of two
+// up to `cap` (plus simdjson's padding), so a body near the cap peaks at the
+// cap; `expected` is the announced length (0 when unknown).
+void ReserveBody(std::string& body, size_t need, uint64_t expected, uint64_t cap);
+
 }  // namespace couchrepd

@@ -1,11 +1,17 @@
 #include "batch_replicator.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -48,6 +54,35 @@ struct FileCloser {
 };
 using TempFile = std::unique_ptr<FILE, FileCloser>;
 
+// An unnamed read-write file in `dir` (replication.temp_dir; "" = $TMPDIR,
+// else /tmp), gone when closed; the error names the directory.
+Result<TempFile> OpenTempFile(const std::string& dir_setting) {
+  std::string dir = dir_setting;
+  if (dir.empty()) {
+    const char* env = std::getenv("TMPDIR");
+    dir = env && *env ? env : "/tmp";
+  }
+  int fd = open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
+    // A file system without O_TMPFILE: a named file, unlinked at once.
+    std::string path = dir + "/couchrepd-XXXXXX";
+    fd = mkostemp(path.data(), O_CLOEXEC);
+    if (fd >= 0) unlink(path.c_str());
+  }
+  if (fd < 0) {
+    int err = errno;
+    return Error::Temporary("temp_dir", "cannot create a temporary file in " + dir +
+                                            " (replication.temp_dir): " + std::strerror(err) +
+                                            (err == EMFILE || err == ENFILE ? " (too many open files)" : ""));
+  }
+  FILE* fp = fdopen(fd, "w+b");
+  if (!fp) {
+    close(fd);
+    return Error::Temporary("temp_dir", "cannot open a temporary file in " + dir);
+  }
+  return TempFile(fp);
+}
+
 class BatchRun {
  public:
   BatchRun(const std::vector<ChangeRow>& rows, BatchContext& ctx) : rows_(rows), ctx_(ctx) {}
@@ -86,6 +121,13 @@ class BatchRun {
     // 4. Sort by how attachments must travel.
     std::vector<Fetched> plain, inline_atts, streamed;
     for (auto& f : *fetched) {
+      if (NestedDeeperThan(f.json, kMaxJsonDepth)) {
+        // SPEC §10: over a bound is that document's failure, not the job's.
+        ++stats_.doc_write_failures;
+        spdlog::warn("{} {}@{} not written: nested more than {} levels deep", ctx_.log_prefix,
+                     CapText(f.id, 200), CapText(f.rev, 100), kMaxJsonDepth);
+        continue;
+      }
       if (!ctx_.may_write_design_docs && f.id.rfind("_design/", 0) == 0) {
         ++stats_.doc_write_failures;
         spdlog::warn("{} {} not written: design documents need user_ctx with the _admin role "
@@ -203,43 +245,73 @@ class BatchRun {
       AddOpenRevs(items, wanted, by_open_revs);
       return OkStatus();
     }
-    std::set<std::string> requested_ids;
-    for (const auto& i : items) requested_ids.insert(i.id);
-    std::set<std::string> answered_ids;
-    std::vector<BulkGetItem> retry;
+    // Each requested revision is covered by an accepted answer or by "gone";
+    // whatever is not (left out, failed, or answered with something else) is
+    // fetched again through open_revs, never skipped silently.
+    std::vector<bool> covered(items.size(), false);
     std::set<std::pair<std::string, std::string>> seen;
     for (auto& d : *r) {
-      if (!requested_ids.count(d.id)) {
+      bool requested = false;
+      for (const auto& i : items) requested |= i.id == d.id;
+      if (!requested) {
         spdlog::warn("{} _bulk_get answered a document that was not asked for ({}); ignored",
                      ctx_.log_prefix, CapText(d.id, 200));
         continue;
       }
-      answered_ids.insert(d.id);
       if (!d.ok) {
         if (d.error == "not_found" || d.reason == "missing") {
           spdlog::debug("{} {}@{} not fetched: {} {}", ctx_.log_prefix, d.id, d.rev, d.error,
                         d.reason);
-          continue;  // gone meanwhile
+          for (size_t k = 0; k < items.size(); ++k) {  // gone meanwhile
+            if (items[k].id == d.id && (d.rev.empty() || items[k].rev == d.rev)) covered[k] = true;
+          }
+          continue;
         }
-        // Any other error: try that document once more through open_revs.
         spdlog::info("{} {}@{} not delivered by _bulk_get ({}: {}); trying open_revs",
                      ctx_.log_prefix, d.id, d.rev, d.error, d.reason);
-        for (const auto& i : items) {
-          if (i.id == d.id && (d.rev.empty() || i.rev == d.rev)) retry.push_back(i);
-        }
         continue;
       }
+      std::vector<size_t> answers = AnsweredItems(d, items);
+      if (answers.empty()) {
+        spdlog::warn("{} _bulk_get answered {}@{}, which was not asked for; ignored",
+                     ctx_.log_prefix, CapText(d.id, 200), CapText(d.rev, 100));
+        continue;
+      }
+      for (size_t k : answers) covered[k] = true;
       // latest=true may answer the same newer leaf for several requests.
       if (!seen.insert({d.id, d.rev}).second) continue;
       if (count_reads) ++stats_.docs_read;
       out.push_back({d.id, d.rev, std::move(d.json), AncestorsOf(wanted, d.id)});
     }
-    // Requested but absent from the answer: open_revs, too.
-    for (const auto& i : items) {
-      if (!answered_ids.count(i.id)) retry.push_back(i);
+    std::vector<BulkGetItem> retry;
+    for (size_t k = 0; k < items.size(); ++k) {
+      if (!covered[k]) retry.push_back(items[k]);
     }
     AddOpenRevs(retry, wanted, by_open_revs);
     return OkStatus();
+  }
+
+  // The requested items an answered revision stands for: the revision asked
+  // for, or a newer leaf descending from it (latest=true). None: it is not
+  // written (a source must not slip in revisions _revs_diff did not ask for).
+  static std::vector<size_t> AnsweredItems(const BulkGetDoc& d,
+                                           const std::vector<BulkGetItem>& items) {
+    std::vector<size_t> out;
+    std::optional<DocShape> shape;
+    for (size_t k = 0; k < items.size(); ++k) {
+      if (items[k].id != d.id || d.rev.empty()) continue;
+      if (items[k].rev == d.rev) {
+        out.push_back(k);
+        continue;
+      }
+      if (!shape) {
+        auto read = ReadDocShape(d.json);
+        if (!read.ok() || read->rev != d.rev) continue;
+        shape = std::move(*read);
+      }
+      if (OnRevisionPath(*shape, items[k].rev)) out.push_back(k);
+    }
+    return out;
   }
 
   static std::vector<std::string> AncestorsOf(const std::vector<RevsDiffEntry>& wanted,
@@ -295,13 +367,36 @@ class BatchRun {
       return r.error();
     }
     std::set<std::string> seen;
+    std::vector<bool> answered(revs.size(), false);
     for (auto& d : *r) {
-      if (d.missing) continue;
+      if (d.missing) {
+        for (size_t k = 0; k < revs.size(); ++k) answered[k] = answered[k] || revs[k] == d.missing_rev;
+        continue;
+      }
+      if (NestedDeeperThan(d.json, kMaxJsonDepth)) {
+        // Unreadable here, and a write failure rather than the job's (SPEC
+        // §10); it stands for one of the revisions asked for.
+        ++stats_.doc_write_failures;
+        spdlog::warn("{} {} not written: open_revs answered a revision nested more than {} "
+                     "levels deep", ctx_.log_prefix, id, kMaxJsonDepth);
+        auto open = std::find(answered.begin(), answered.end(), false);
+        if (open != answered.end()) *open = true;
+        continue;
+      }
       auto shape = ReadDocShape(d.json);
       if (!shape.ok()) return shape.error();
       if (shape->id != id) {
         spdlog::warn("{} open_revs for {} answered another document ({}); ignored",
                      ctx_.log_prefix, id, CapText(shape->id, 200));
+        continue;
+      }
+      bool asked = false;
+      for (size_t k = 0; k < revs.size(); ++k) {
+        if (OnRevisionPath(*shape, revs[k])) asked = answered[k] = true;
+      }
+      if (!asked) {
+        spdlog::warn("{} open_revs for {} answered {}, which was not asked for; ignored",
+                     ctx_.log_prefix, id, CapText(shape->rev, 100));
         continue;
       }
       if (!seen.insert(shape->rev).second) continue;
@@ -313,6 +408,14 @@ class BatchRun {
         d.json = std::move(*inlined);
       }
       out.push_back({id, shape->rev, std::move(d.json), ancestors});
+    }
+    // A revision the answer neither delivered nor called missing is counted,
+    // never skipped silently (the checkpoint passes it).
+    for (size_t k = 0; k < revs.size(); ++k) {
+      if (answered[k]) continue;
+      ++stats_.doc_write_failures;
+      spdlog::warn("{} {}@{} not written: open_revs did not answer it", ctx_.log_prefix, id,
+                   revs[k]);
     }
     return OkStatus();
   }
@@ -366,10 +469,10 @@ class BatchRun {
     std::map<std::string, std::pair<std::string, int64_t>> received;  // name -> encoding, bytes
     for (const auto& a : shape->attachments) {
       if (!(a.revpos > known || a.revpos == 0)) continue;
-      TempFile file(std::tmpfile());
-      if (!file) return Error::Temporary("tmpfile", "cannot create a temporary file");
+      auto file = OpenTempFile(ctx_.temp_dir);
+      if (!file.ok()) return file.error();
       int64_t bytes = 0;
-      FILE* fp = file.get();
+      FILE* fp = file->get();
       auto info = ctx_.source->GetAttachment(f.id, a.name, f.rev, [&](std::string_view chunk) {
         bytes += static_cast<int64_t>(chunk.size());
         return std::fwrite(chunk.data(), 1, chunk.size(), fp) == chunk.size();
@@ -393,7 +496,7 @@ class BatchRun {
         return !std::ferror(fp);
       };
       atts.push_back(std::move(sa));
-      files.push_back(std::move(file));
+      files.push_back(std::move(*file));
     }
     auto doc = WithFollowsAttachments(f.json, follows);
     if (!doc.ok()) return doc.error();

@@ -23,6 +23,7 @@ struct BatchContext {
   std::atomic<bool>* bulk_get_unsupported = nullptr;  // shared by a job's workers
   bool may_write_design_docs = true;
   int64_t stream_threshold_bytes = 1 << 20;
+  std::string temp_dir;  // for streamed attachments ("" = $TMPDIR, else /tmp)
   std::string log_prefix;
 };
 

@@ -8,12 +8,14 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
 
 #include "couchrepd/couch_client.h"
 #include "couchrepd/http_metrics.h"
+#include "couchrepd/limits.h"
 #include "couchrepd/local_access.h"
 #include "couchrepd/log.h"
 #include "couchrepd/replication_setup.h"
@@ -50,9 +52,12 @@ bool IsReplicatorDbName(const std::string& name) {
 class WorkerPool {
  public:
   WorkerPool(int threads, const char* name) : name_(name) {
-    for (int i = 0; i < threads; ++i) {
-      queues_.push_back(std::make_unique<Queue>());
-      threads_.emplace_back([this, i] { Run(*queues_[static_cast<size_t>(i)]); });
+    // Every queue exists before the first thread runs: a thread must never
+    // read queues_ while it is still growing (found by TSan).
+    for (int i = 0; i < threads; ++i) queues_.push_back(std::make_unique<Queue>());
+    for (auto& q : queues_) {
+      Queue* queue = q.get();
+      threads_.emplace_back([this, queue] { Run(*queue); });
     }
   }
   ~WorkerPool() { Stop(); }
@@ -188,6 +193,7 @@ struct Engine::Impl {
   std::shared_ptr<const EngineSnapshot> snapshot = std::make_shared<EngineSnapshot>();
 
   std::unique_ptr<WorkerPool> writers;
+  std::optional<CouchClient> writer_client;  // the writers' shared session
   std::unique_ptr<WorkerPool> id_workers;
   std::thread engine_thread;
   std::thread discovery_thread;
@@ -310,6 +316,11 @@ struct Engine::Impl {
     if (last && *last == state) return;
     bool first = !last.has_value();
     last = state;
+    {
+      std::lock_guard<std::mutex> lock(feeds_mu);
+      auto it = health.find(db);
+      if (it != health.end()) it->second.validation = state.in_place ? "" : state.reason;
+    }
     if (!state.in_place) {
       spdlog::warn("replicator database {}: the validation function is not in place ({}); "
                    "no document of it gets the server credentials for local endpoints",
@@ -469,7 +480,9 @@ struct Engine::Impl {
       s.spec.http_connections = std::min(s.spec.http_connections, 5);
     }
     s.http = http;
+    s.tls = EndpointTlsPolicy::From(config);
     s.attachment_stream_threshold_bytes = config.replication.attachment_stream_threshold_bytes;
+    s.temp_dir = config.replication.temp_dir;
     s.heartbeat = config.replicator.heartbeat;
     ReplicationId id;
     id.full = job_id;
@@ -500,7 +513,16 @@ struct Engine::Impl {
     auto job = r.job;
     uint64_t run = r.run;
     r.thread = std::thread([this, job, job_id, run] {
-      auto result = job->Run();
+      // Nothing a server sends may end the process: an allocation or a
+      // thread that fails inside the job fails only the job (SPEC §10).
+      Result<JobEnd> result = Error::Temporary("internal", "the job ended without a result");
+      try {
+        result = job->Run();
+      } catch (const std::bad_alloc&) {
+        result = Error::Temporary("out_of_memory", "the job ran out of memory");
+      } catch (const std::exception& e) {
+        result = Error::Temporary("internal", CapText(e.what()));
+      }
       Event e;
       e.kind = Event::Kind::kJobEnded;
       e.job_id = job_id;
@@ -611,7 +633,8 @@ struct Engine::Impl {
           auto spec = a.spec;
           DocKey key = a.doc;
           uint64_t gen = a.generation;
-          id_workers->Post(std::hash<std::string>{}(key.db + "/" + key.doc_id), [this, spec, key, gen] {
+          EndpointTlsPolicy tls = EndpointTlsPolicy::From(config);
+          id_workers->Post(std::hash<std::string>{}(key.db + "/" + key.doc_id), [this, spec, key, gen, tls] {
             Event e;
             e.kind = Event::Kind::kIdComputed;
             e.key = key;
@@ -622,7 +645,7 @@ struct Engine::Impl {
               err.kind = ErrorKind::kTemporary;
               e.id = Result<ReplicationId>(err);
             } else {
-              e.id = ComputeIdFor(*spec, *uuid, http);
+              e.id = ComputeIdFor(*spec, *uuid, http, tls);
             }
             Post(std::move(e));
           });
@@ -650,7 +673,8 @@ struct Engine::Impl {
           DocKey key = a.doc;
           StateWrite write = a.write;
           writers->Post(std::hash<std::string>{}(key.db + "/" + key.doc_id), [this, key, write] {
-            CouchClient db = ServerClient().Database(key.db);
+            // One session (connections, cookie) serves every write-back.
+            CouchClient db = writer_client->Database(key.db);
             Status s = WriteState(db, key.doc_id, write, clock, RandomUnit);
             if (!s.ok()) {
               spdlog::warn("could not write the state of {}/{}: {}", key.db, key.doc_id,
@@ -823,6 +847,9 @@ struct Engine::Impl {
       bool shutdown = false;
       for (auto& e : batch) {
         if (e.kind == Event::Kind::kShutdown) shutdown = true;
+        // While stopping, only the ends of jobs matter: rows, ids and
+        // commands arriving now must not start anything new.
+        if (stopping_all && e.kind != Event::Kind::kJobEnded) continue;
         Handle(e, now);
       }
       if (shutdown && !stopping_all) {
@@ -834,6 +861,11 @@ struct Engine::Impl {
           timeout = config.shutdown_timeout;
         }
         shutdown_deadline = now + timeout;
+        // Feeds end first, so no row starts a job while the others stop.
+        {
+          std::lock_guard<std::mutex> lock(feeds_mu);
+          for (auto& [db, feed] : feeds) feed->cancel.Cancel();
+        }
         std::vector<std::string> ids;
         for (const auto& [id, r] : runners) ids.push_back(id);
         for (const auto& id : ids) StopRunner(id);
@@ -842,8 +874,20 @@ struct Engine::Impl {
       if (stopping_all) {
         if (stopping.empty() && runners.empty()) break;
         if (now >= shutdown_deadline) {
-          spdlog::warn("shutdown timeout: {} jobs did not finish their checkpoint", stopping.size());
-          for (auto& r : stopping) r.thread.detach();
+          // Cancel the final checkpoints still running, then wait for their
+          // threads: every request of theirs ends at once, and no thread
+          // outlives the engine it reports to.
+          spdlog::warn("shutdown timeout: {} jobs did not finish their checkpoint",
+                       stopping.size() + runners.size());
+          for (auto& [id, r] : runners) r.job->Abort();
+          for (auto& r : stopping) r.job->Abort();
+          for (auto& [id, r] : runners) {
+            if (r.thread.joinable()) r.thread.join();
+          }
+          for (auto& r : stopping) {
+            if (r.thread.joinable()) r.thread.join();
+          }
+          runners.clear();
           stopping.clear();
           break;
         }
@@ -886,6 +930,7 @@ Status Engine::Start() {
   } else {
     spdlog::info("server {} (uuid {})", m.server_endpoint.url.Redacted(), *uuid);
   }
+  m.writer_client.emplace(m.server_endpoint, m.http);
   m.writers = std::make_unique<WorkerPool>(kWriterThreads, "write-back");
   m.id_workers = std::make_unique<WorkerPool>(kIdThreads, "replication id");
   m.SyncDatabases({}, m.clock.Now());

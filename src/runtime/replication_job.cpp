@@ -10,6 +10,7 @@
 #include "couchrepd/channel.h"
 #include "couchrepd/checkpoint.h"
 #include "couchrepd/encoding.h"
+#include "couchrepd/limits.h"
 #include "couchrepd/seq_tracker.h"
 
 namespace couchrepd {
@@ -40,17 +41,26 @@ struct ReplicationJob::Impl {
   Impl(JobSettings s, Clock& c)
       : settings(std::move(s)),
         clock(c),
-        source(settings.spec.source.endpoint, EndpointOptions(settings), c),
-        target(settings.spec.target.endpoint, EndpointOptions(settings), c),
+        source(settings.spec.source.endpoint,
+               WithEndpointTls(EndpointOptions(settings), settings.spec.source, settings.tls), c),
+        target(settings.spec.target.endpoint,
+               WithEndpointTls(EndpointOptions(settings), settings.spec.target, settings.tls), c),
         rows(static_cast<size_t>(settings.spec.worker_batch_size) *
-             (static_cast<size_t>(settings.spec.worker_processes) + kQueuedBatches)) {}
+             (static_cast<size_t>(settings.spec.worker_processes) + kQueuedBatches)) {
+    // Every request of the job (start, feed, batches) ends when the job is
+    // stopped (SPEC §2.3), also while it waits on a slow server.
+    source.SetCancel(&job_cancel);
+    target.SetCancel(&job_cancel);
+  }
 
   JobSettings settings;
   Clock& clock;
   CouchClient source;
   CouchClient target;
   Channel<ChangeRow> rows;
-  CancelToken feed_cancel;
+  CancelToken feed_cancel;      // the changes reader (ends on failure and stop)
+  CancelToken job_cancel;       // every request until the final checkpoint (ends on stop)
+  CancelToken final_cancel;     // the final checkpoint (ends at the shutdown deadline)
   std::atomic<bool> bulk_get_unsupported{false};
 
   mutable std::mutex mu;
@@ -86,6 +96,9 @@ struct ReplicationJob::Impl {
   Status Start();
   void ReadFeed();
   void Work();
+  void WorkBatches();
+  void ReadFeedGuarded();
+  void FailOnException(const char* where, const std::exception_ptr& ep);
   Status Checkpoint();
   Result<JobEnd> Run();
 };
@@ -247,7 +260,41 @@ void ReplicationJob::Impl::ReadFeed() {
   cv.notify_all();
 }
 
+// An exception on a job thread (an allocation that failed on a huge answer, a
+// thread that could not start) fails the job, never the process (SPEC §10).
+void ReplicationJob::Impl::FailOnException(const char* where, const std::exception_ptr& ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const std::bad_alloc&) {
+    Fail(Error::Temporary("out_of_memory", std::string(where) + " ran out of memory"));
+  } catch (const std::exception& e) {
+    Fail(Error::Temporary("internal", std::string(where) + " failed: " + CapText(e.what())));
+  }
+}
+
+void ReplicationJob::Impl::ReadFeedGuarded() {
+  try {
+    ReadFeed();
+  } catch (...) {
+    FailOnException("the changes reader", std::current_exception());
+    rows.Close();
+  }
+}
+
 void ReplicationJob::Impl::Work() {
+  try {
+    WorkBatches();
+  } catch (...) {
+    FailOnException("a batch", std::current_exception());
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    --workers_running;
+  }
+  cv.notify_all();
+}
+
+void ReplicationJob::Impl::WorkBatches() {
   BatchContext ctx;
   ctx.source = &source;
   ctx.target = &target;
@@ -255,6 +302,7 @@ void ReplicationJob::Impl::Work() {
   ctx.bulk_get_unsupported = &bulk_get_unsupported;
   ctx.may_write_design_docs = MayWriteDesignDocs(settings.spec);
   ctx.stream_threshold_bytes = settings.attachment_stream_threshold_bytes;
+  ctx.temp_dir = settings.temp_dir;
   ctx.log_prefix = settings.log_prefix;
   const size_t batch_size = static_cast<size_t>(settings.spec.worker_batch_size);
   while (true) {
@@ -270,7 +318,9 @@ void ReplicationJob::Impl::Work() {
     }
     auto r = ReplicateBatch(batch, ctx);
     if (!r.ok()) {
-      Fail(r.error());
+      // A stop cancels the batch's requests: not a failure of the job. The
+      // batch stays incomplete, so the checkpoint stays before it.
+      if (!job_cancel.cancelled()) Fail(r.error());
       break;
     }
     size_t real_rows = 0;
@@ -284,11 +334,6 @@ void ReplicationJob::Impl::Work() {
     }
     cv.notify_all();
   }
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    --workers_running;
-  }
-  cv.notify_all();
 }
 
 Status ReplicationJob::Impl::Checkpoint() {
@@ -357,15 +402,31 @@ Status ReplicationJob::Impl::Checkpoint() {
 
 Result<JobEnd> ReplicationJob::Impl::Run() {
   Status started = Start();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (stop_requested) return JobEnd::kStopped;  // also when Start() was interrupted
+  }
   if (!started.ok()) return started.error();
   {
     std::lock_guard<std::mutex> lock(mu);
     if (stop_requested) return JobEnd::kStopped;
     workers_running = settings.spec.worker_processes;
   }
-  std::thread reader([this] { ReadFeed(); });
+  std::thread reader;
   std::vector<std::thread> workers;
-  for (int i = 0; i < settings.spec.worker_processes; ++i) workers.emplace_back([this] { Work(); });
+  try {
+    reader = std::thread([this] { ReadFeedGuarded(); });
+    for (int i = 0; i < settings.spec.worker_processes; ++i) {
+      workers.emplace_back([this] { Work(); });
+    }
+  } catch (const std::system_error& e) {
+    // Out of threads: fail the job cleanly; the threads that did start end.
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      workers_running -= settings.spec.worker_processes - static_cast<int>(workers.size());
+    }
+    Fail(Error::Temporary("internal", std::string("could not start a job thread: ") + e.what()));
+  }
 
   TimePoint next_checkpoint = clock.Now() + settings.spec.checkpoint_interval;
   bool stopped = false;
@@ -386,6 +447,10 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
     lock.unlock();
     if (clock.Now() >= next_checkpoint) {
       Status s = Checkpoint();
+      if (!s.ok() && job_cancel.cancelled()) {
+        stopped = true;
+        break;
+      }
       if (!s.ok()) {
         {
           std::lock_guard<std::mutex> guard(mu);
@@ -401,7 +466,7 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
   // A stop or failure drops queued rows that no batch took yet: they are not
   // registered with the tracker, so the through sequence stays correct.
   rows.Abort();
-  reader.join();
+  if (reader.joinable()) reader.join();
   for (auto& w : workers) w.join();
 
   std::optional<Error> failed;
@@ -409,7 +474,10 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
     std::lock_guard<std::mutex> lock(mu);
     failed = failure;
   }
-  // Checkpoint what is fully written, whatever happened.
+  // Checkpoint what is fully written, whatever happened; a stop cancelled the
+  // job's requests, so this one has a token of its own.
+  source.SetCancel(&final_cancel);
+  target.SetCancel(&final_cancel);
   Status final_checkpoint = Checkpoint();
   if (!final_checkpoint.ok()) {
     std::lock_guard<std::mutex> guard(mu);
@@ -434,7 +502,13 @@ void ReplicationJob::Stop() {
     impl_->stop_requested = true;
   }
   impl_->feed_cancel.Cancel();
+  impl_->job_cancel.Cancel();
   impl_->cv.notify_all();
+}
+
+void ReplicationJob::Abort() {
+  Stop();
+  impl_->final_cancel.Cancel();
 }
 
 JobSnapshot ReplicationJob::Snapshot() const {

@@ -22,6 +22,7 @@ HttpOptions HttpOptionsFromConfig(const Config& config) {
   o.pacing.decrease = config.retry.pacing.decrease;
   o.tls_verify = config.server.tls_verify;
   o.ca_file = config.server.ca_file;
+  o.max_response_bytes = static_cast<uint64_t>(config.limits.max_response_bytes);
   // SPEC §4.4: turning verification off is allowed, not silent (once per
   // process). It is for the watched server only (endpoint_tls.h).
   static std::atomic<bool> warned{false};

@@ -491,6 +491,16 @@ TEST_CASE("status render: health is ok only when every replicator feed is connec
   s.shutting_down = true;
   CHECK(RenderHealth(s).body.rfind(R"({"ok":false,"reasons":["couchrepd is shutting down"])", 0) ==
         0);
+  s.shutting_down = false;
+  // Without the validation function, local endpoints get no credentials
+  // (SPEC §1.3): not ready, and the reason says why.
+  s.feeds[0].validation = "_design/_replicator was deleted";
+  h = RenderHealth(s);
+  CHECK_FALSE(h.ok);
+  CHECK(h.body == R"({"ok":false,"reasons":["_replicator: the validation function is not in place: )"
+                  R"(_design/_replicator was deleted"],"feeds":[{"database":"_replicator",)"
+                  R"("connected":true,"validation":"_design/_replicator was deleted","last_seq":12,)"
+                  R"("reconnects":1,"docs_processed":6}]})");
   h = RenderHealth(EngineSnapshot{});
   CHECK_FALSE(h.ok);
   CHECK(h.body ==

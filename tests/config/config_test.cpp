@@ -226,6 +226,7 @@ replication:
   use_bulk_get: false
   use_checkpoints: no
   attachment_stream_threshold_bytes: 0
+  temp_dir: /var/tmp/couchrepd
 retry:
   request_initial_wait: 100ms
   request_max_wait: 10s
@@ -238,6 +239,8 @@ status:
     password_file: )" +
                      status_pw + R"(
   dashboard: false
+limits:
+  max_response_bytes: 2097152
 log:
   level: DEBUG
   format: json
@@ -285,6 +288,8 @@ shutdown_timeout: 1m30s
   CHECK_FALSE(c.replication.use_bulk_get);
   CHECK_FALSE(c.replication.use_checkpoints);
   CHECK(c.replication.attachment_stream_threshold_bytes == 0);
+  CHECK(c.replication.temp_dir == "/var/tmp/couchrepd");
+  CHECK(c.limits.max_response_bytes == 2097152);
   CHECK(c.retry.request_initial_wait == milliseconds(100));
   CHECK(c.retry.request_max_wait == seconds(10));
   CHECK(c.retry.request_budget == minutes(2));
@@ -368,6 +373,9 @@ TEST_CASE("integers are range-checked; integer strings are accepted") {
                 "replication.worker_batch_size: must be an integer from 1 to 100000, got \"0\"");
   CHECK_PROBLEM(Problems("replication: {retries_per_request: -1}"),
                 "replication.retries_per_request: must be an integer from 0 to 100, got \"-1\"");
+  CHECK_PROBLEM(Problems("limits: {max_response_bytes: 1000}"),
+                "limits.max_response_bytes: must be an integer from 1048576 to 4294967296, got "
+                "\"1000\"");
   CHECK(MustLoad("replication: {worker_batch_size: \"500\", http_connections: '7'}")
             .replication.http_connections == 7);
 }

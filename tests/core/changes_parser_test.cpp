@@ -611,3 +611,42 @@ TEST_CASE("SeqToSinceParam") {
 
 }  // namespace
 }  // namespace couchrepd
+
+namespace couchrepd {
+namespace {
+
+// A document the parser cannot read itself (the server stores it anyway) must
+// not stop a replicator database's feed: its row arrives with the document as
+// raw text, for the document processor to reject, and the rows after it too.
+TEST_CASE("a row whose doc is too deep or holds a lone surrogate is delivered with the raw doc") {
+  const std::string deep = std::string(2000, '[') + std::string(2000, ']');
+  const std::string deep_doc = R"({"_id":"d","_rev":"1-a","selector":)" + deep + "}";
+  const std::string lone_doc = R"({"_id":"s","_rev":"1-b","source":"\ud800"})";
+  const std::string body =
+      R"({"seq":1,"id":"d","changes":[{"rev":"1-a"}],"doc":)" + deep_doc + "}\n" +
+      R"({"seq":2,"id":"s","doc":)" + lone_doc + R"(,"changes":[{"rev":"1-b"}]})" + "\n" +
+      R"({"seq":3,"id":"ok","changes":[{"rev":"1-c"}],"doc":{"_id":"ok"}})" + "\n";
+  Outcome o = ParseWhole(FeedKind::kContinuous, body);
+  INFO(Describe(o).substr(0, 400));
+  REQUIRE_FALSE(o.error);
+  REQUIRE(o.rows.size() == 3);
+  CHECK(o.rows[0].id == "d");
+  CHECK(o.rows[0].seq == "1");
+  CHECK(o.rows[0].revs == std::vector<std::string>{"1-a"});
+  CHECK(o.rows[0].doc == deep_doc);
+  CHECK(o.rows[1].id == "s");
+  CHECK(o.rows[1].revs == std::vector<std::string>{"1-b"});
+  CHECK(o.rows[1].doc == lone_doc);
+  CHECK(o.rows[2].doc == R"({"_id":"ok"})");
+}
+
+TEST_CASE("a row that is bad outside its doc still fails the feed") {
+  const std::string body = R"({"seq":1,"id":"\ud800","changes":[{"rev":"1-a"}],"doc":{}})" "\n";
+  Outcome o = ParseWhole(FeedKind::kContinuous, body);
+  REQUIRE(o.error);
+  CHECK(o.error->reason.find("not valid JSON") != std::string::npos);
+  CHECK(o.rows.empty());
+}
+
+}  // namespace
+}  // namespace couchrepd

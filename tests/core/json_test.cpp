@@ -1,5 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "couchrepd/encoding.h"
 #include "couchrepd/json.h"
 
@@ -46,4 +50,34 @@ TEST_CASE("base64, hex, md5 and hmac match known values") {
   auto a = RandomHex32();
   CHECK(a.size() == 32);
   CHECK(a != RandomHex32());
+}
+
+TEST_CASE("ScanObjectMembers finds members by structure, at any depth, in linear time") {
+  std::vector<std::string> seen;
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  std::string text = R"( { "a" : 1 , "b\"c":"x}\"{" ,"deep":)" + deep + R"(,"o":{"k":[1,{"z":"]"}]}} )";
+  CHECK(ScanObjectMembers(text, [&](const RawMember& m) {
+    seen.push_back(std::string(m.key) + "=" +
+                   std::string(text.substr(m.value_begin, std::min<size_t>(m.value_end - m.value_begin, 12))));
+    return true;
+  }));
+  CHECK(seen == std::vector<std::string>{R"("a"=1)", R"("b\"c"="x}\"{")", "\"deep\"=[[[[[[[[[[[[",
+                                         R"("o"={"k":[1,{"z")"});
+  // Stopping early, an empty object, and texts of another shape.
+  int calls = 0;
+  CHECK(ScanObjectMembers(R"({"a":1,"b":2})", [&](const RawMember&) { return ++calls < 1; }));
+  CHECK(calls == 1);
+  CHECK(ScanObjectMembers("{}", [](const RawMember&) { return true; }));
+  CHECK_FALSE(ScanObjectMembers("[1]", [](const RawMember&) { return true; }));
+  CHECK_FALSE(ScanObjectMembers(R"({"a":[1,2)", [](const RawMember&) { return true; }));
+  CHECK_FALSE(ScanObjectMembers(R"({"a" 1})", [](const RawMember&) { return true; }));
+  CHECK_FALSE(ScanObjectMembers(R"({"a":"unterminated})", [](const RawMember&) { return true; }));
+}
+
+TEST_CASE("NestedDeeperThan counts brackets outside strings") {
+  CHECK_FALSE(NestedDeeperThan(R"({"a":[1,{"b":2}]})", 3));
+  CHECK(NestedDeeperThan(R"({"a":[1,{"b":2}]})", 2));
+  CHECK_FALSE(NestedDeeperThan(R"({"s":"[[[[\"[[[["})", 1));
+  CHECK(NestedDeeperThan(std::string(100000, '[') + std::string(100000, ']'), 1024));
+  CHECK_FALSE(NestedDeeperThan(std::string(1024, '[') + std::string(1024, ']'), 1024));
 }

@@ -32,6 +32,9 @@ Config::ProxyAuth Proxy() {
   Config::ProxyAuth p;
   p.enabled = true;
   p.secret = "proxy-secret";
+  p.username_header = "X-User";  // CouchDB's x_auth_* names changed
+  p.roles_header = "X-Roles";
+  p.token_header = "X-Token";
   return p;
 }
 
@@ -126,6 +129,9 @@ TEST_CASE("local access: resolved endpoints follow the decision") {
     CHECK(src.credentials.proxy.name == "root");
     CHECK(src.credentials.proxy.roles == std::vector<std::string>{"_admin"});
     CHECK(src.credentials.proxy.secret == "proxy-secret");
+    CHECK(src.credentials.proxy.username_header == "X-User");
+    CHECK(src.credentials.proxy.roles_header == proxy.roles_header);
+    CHECK(src.credentials.proxy.token_header == proxy.token_header);
     CHECK(src.headers.empty());
     CHECK(src.credentials.password.empty());
     // A URL endpoint is left as written.

@@ -233,5 +233,20 @@ TEST_CASE("no write for deleted documents, non-objects, invalid JSON or bad stat
   }
 }
 
+// A replication document the parser refuses (the server stores it) is marked
+// like any other; its unreadable values pass through byte for byte.
+TEST_CASE("a document nested too deeply or with a lone surrogate still gets its state") {
+  const std::string deep = std::string(3000, '[') + std::string(3000, ']');
+  const std::string doc =
+      R"({"_id":"d","_rev":"1-a","selector":)" + deep + R"(,"source":"\ud800"})";
+  auto out = ApplyStateWrite(doc, State("error", "`selector` is nested too deeply"), kNow);
+  REQUIRE(out);
+  CHECK(*out == R"({"_id":"d","_rev":"1-a","selector":)" + deep +
+                    R"(,"source":"\ud800","_replication_state":"error","_replication_state_time":)" +
+                    kNowText + R"(,"_replication_state_reason":"`selector` is nested too deeply"})");
+  // Text that is not an object even by its structure gets nothing.
+  CHECK_FALSE(ApplyStateWrite(R"({"a":[1,2})", State("error", "x"), kNow));
+}
+
 }  // namespace
 }  // namespace couchrepd

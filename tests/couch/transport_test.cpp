@@ -530,6 +530,25 @@ TEST_CASE("proxy authentication headers") {
     CHECK(seen[0].Header("X-Auth-CouchDB-Roles") == "reader");
     CHECK(seen[0].Header("X-Auth-CouchDB-Token") == expected);
   }
+
+  SUBCASE("the header names are configurable ([chttpd_auth] x_auth_*)") {
+    Credentials c;
+    c.kind = Credentials::Kind::kProxy;
+    c.proxy.name = "alice";
+    c.proxy.secret = "s3cr3t-42";
+    c.proxy.roles = {"reader", "writer"};
+    c.proxy.username_header = "X-User";
+    c.proxy.roles_header = "X-Roles";
+    c.proxy.token_header = "X-Token";
+    REQUIRE(ClientFor(peer.origin(), QuickOptions(), c).GetServerInfo().ok());
+    auto seen = peer.seen("/");
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].Header("X-User") == "alice");
+    CHECK(seen[0].Header("X-Roles") == "reader,writer");
+    CHECK(seen[0].Header("X-Token").size() == 64);
+    CHECK(seen[0].Count("X-Auth-CouchDB-UserName") == 0);
+    CHECK(seen[0].Count("X-Auth-CouchDB-Token") == 0);
+  }
 }
 
 TEST_CASE("inactivity timeout: a stalled answer fails temporarily after the retries") {

@@ -277,7 +277,7 @@ std::vector<BadDocCase> Corpus() {
       {"`since_seq`", "nested"});
   add("lone-surrogate-source", Source("\"\\ud800\""), {"`source`"});
   add("lone-surrogate-in-continuous", With("\"continuous\":\"\\udc00\""),
-      {"`continuous`", "must be a boolean"});
+      {"`continuous`", "invalid escape"});
   return c;
 }
 

@@ -619,3 +619,36 @@ TEST_CASE("hostile: one byte per second stalls neither serve nor a healthy job; 
       3s));
   CHECK(serve.process().running());
 }
+
+// Issue 8, shutdown: a job still starting (its first request answered one byte
+// per second) used to hold SIGTERM for the whole shutdown_timeout (10 s here),
+// its Start() having no cancel; now every request of a stopping job ends.
+TEST_CASE("hostile: SIGTERM while a job waits on a one-byte-per-second server exits at once") {
+  TestServer server;
+  HostilePeer peer;
+  auto root = ServerClient(server);
+  ServeProcess serve(ServeConfig(server));
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDbInfo().ok(); }, 10s));
+  REQUIRE(rep.PutDoc("slow", RepDoc(peer.Url("slow-info"), server.url() + "/sig-tgt",
+                                    "\"create_target\":true"))
+              .ok());
+  REQUIRE(WaitUntil([&] { return peer.Count("slow-info", "GET", "/") >= 1; }, 20s));
+  auto t0 = std::chrono::steady_clock::now();
+  serve.process().Signal(SIGTERM);
+  auto code = serve.process().Wait(20s);
+  INFO(serve.Log().substr(serve.Log().size() > 3000 ? serve.Log().size() - 3000 : 0));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+  CHECK_FALSE(Contains(serve.Log(), "shutdown timeout"));
+  // The request in flight was cut, not left to finish.
+  CHECK(WaitUntil(
+      [&] {
+        for (const auto& r : peer.Log("slow-info")) {
+          if (r.path == "/" && r.method == "GET" && !r.aborted && !r.finished) return false;
+        }
+        return true;
+      },
+      3s));
+}

@@ -1,5 +1,9 @@
 // `couchrepd replicate` end to end against a real CouchDB-compatible server:
 // the full revision trees of a varied corpus, incremental runs, checkpoints.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "integration/replication_helpers.h"
@@ -227,4 +231,63 @@ TEST_CASE("without _bulk_get the source is read with open_revs; a 413 splits the
   auto writes = server.Request("GET", "/_test/requests?method=POST&path=%5E%2Ffb-tgt%2F_bulk_docs%24");
   CHECK(JsonInt(writes.body, {"count"}) >= 3);  // the refused one, then two halves
   CHECK(CompareDatabases(src, tgt).empty());
+}
+
+// Issue 8, reproduction 2: with one connection per endpoint the changes reader
+// held it while the workers waited for one (stopped after 295 documents and
+// hung). Feeds never take a pooled connection now.
+TEST_CASE("http_connections 1: a 3,000-document replication completes") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("one-src");
+  auto tgt = root.Database("one-tgt");
+  REQUIRE(src.CreateDb().ok());
+  for (int from = 0; from < 3000; from += 500) PutPlainDocs(src, from, from + 500);
+  auto r = Replicate({server.url() + "/one-src", server.url() + "/one-tgt", "--create-target",
+                      "--http-connections", "1", "--worker-processes", "4", "--worker-batch-size",
+                      "100"},
+                     {}, std::chrono::seconds(120));
+  INFO("stdout: " << r.out << "\nstderr: " << r.err.substr(0, 2000));
+  REQUIRE(r.exit_code == 0);
+  CHECK(JsonInt(r.out, {"docs_written"}) == 3000);
+  CHECK(DocCount(tgt) == 3000);
+  CHECK(CompareDatabases(src, tgt).empty());
+}
+
+// Issue 8: attachments past attachment_stream_threshold_bytes wait in
+// replication.temp_dir (they went to std::tmpfile() before, wherever that was).
+TEST_CASE("replication.temp_dir holds streamed attachments; a missing one is a clear error") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("td-src");
+  REQUIRE(src.CreateDb().ok());
+  const std::string data(3 << 20, 'a');  // past the 1 MiB threshold: streamed
+  REQUIRE(src.PutAttachment("big", "big.bin", "", "application/octet-stream", data.size(),
+                            [&](const std::function<bool(std::string_view)>& sink) {
+                              return sink(data);
+                            })
+              .ok());
+  const std::string dir = "/tmp/couchrepd-temp-dir-test-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  const std::string config_path = dir + ".yaml";
+  auto run = [&](const std::string& target) {
+    std::ofstream(config_path) << "server:\n  url: " << server.url() << "\nreplication:\n  temp_dir: "
+                               << dir << "\n  retries_per_request: 0\n";
+    return Replicate({"--config", config_path, server.url() + "/td-src", server.url() + "/" + target,
+                      "--create-target"});
+  };
+  auto missing = run("td-tgt-1");
+  INFO("stdout: " << missing.out << "\nstderr: " << missing.err.substr(0, 1500));
+  CHECK(missing.exit_code != 0);
+  CHECK(JsonText(missing.out, {"reason"}).find("cannot create a temporary file in " + dir +
+                                               " (replication.temp_dir)") != std::string::npos);
+  std::filesystem::create_directories(dir);
+  auto ok = run("td-tgt-2");
+  INFO("stdout: " << ok.out);
+  CHECK(ok.exit_code == 0);
+  auto tgt = root.Database("td-tgt-2");
+  CHECK(CompareDatabases(src, tgt).empty());
+  CHECK(std::filesystem::is_empty(dir));  // unnamed files: nothing left behind
+  std::filesystem::remove_all(dir);
+  std::filesystem::remove(config_path);
 }

@@ -65,4 +65,22 @@ inline bool WaitForState(CouchClient& db, const std::string& id, const std::stri
   return WaitUntil([&] { return StateOf(db, id) == state; }, timeout);
 }
 
+// The port of "status API on http://127.0.0.1:PORT/" in the serve log.
+inline int StatusPort(ServeProcess& serve) {
+  int port = 0;
+  const std::string marker = "status API on http://127.0.0.1:";
+  WaitUntil(
+      [&] {
+        std::string log = serve.Log();
+        size_t at = log.find(marker);
+        if (at == std::string::npos) return false;
+        port = std::atoi(log.c_str() + at + marker.size());
+        return true;
+      },
+      std::chrono::seconds(20));
+  INFO(serve.Log());
+  REQUIRE(port > 0);
+  return port;
+}
+
 }  // namespace couchrepd::testing

@@ -1,5 +1,7 @@
 // user_ctx and local endpoints (SPEC §1.3): a document written by a
 // non-admin cannot make couchrepd read a database its writer cannot read.
+#include <httplib.h>
+
 #include "couchrepd/json.h"
 #include "integration/serve_helpers.h"
 
@@ -127,6 +129,21 @@ TEST_CASE("serve: no server credentials while the validation function is not in 
       [&] { return serve.Log().find("the validation function is not in place") != std::string::npos; },
       15s));
   CHECK(serve.Log().find("_design/_replicator was changed by someone") != std::string::npos);
+  // /health says so, too: the service is not ready while it lasts.
+  {
+    httplib::Client status("127.0.0.1", StatusPort(serve));
+    std::string body;
+    CHECK(WaitUntil(
+        [&] {
+          auto res = status.Get("/health");
+          body = res ? res->body : "";
+          return res && res->status == 503;
+        },
+        10s));
+    INFO(body);
+    CHECK(body.find("_replicator: the validation function is not in place: _design/_replicator "
+                    "was changed by someone") != std::string::npos);
+  }
 
   REQUIRE(rep.PutDoc("after", R"({"source":"secret-src","target":"copy-after","create_target":true})").ok());
   REQUIRE(WaitForState(rep, "after", "error", 30s));
@@ -138,5 +155,40 @@ TEST_CASE("serve: no server credentials while the validation function is not in 
   // The replacement is left alone (an admin chose it) and the earlier job is untouched.
   CHECK(JsonText(*rep.GetDoc("_design/_replicator"), {"validate_doc_update"}) == "function(){}");
   CHECK(StateOf(rep, "before") == "completed");
+  CHECK(serve.Log().find("Adm1n-pw") == std::string::npos);
+}
+
+// Issue 8: every state write used to open its own session (with cookie auth,
+// its own POST /_session). One session serves every write-back.
+TEST_CASE("serve: state write-back reuses one session (one cookie login, not one per write)") {
+  TestServerOptions opts;
+  opts.admin = "admin:Adm1n-pw";
+  TestServer server(opts);
+  auto root = ServerClient(server, "admin:Adm1n-pw");
+  auto src = root.Database("wb-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 3);
+  std::string config = AdminServeConfig(server);
+  const std::string user_line = "\n  username: admin";
+  config.insert(config.find(user_line) + user_line.size(), "\n  auth: cookie");
+  ServeProcess serve(config, {"COUCHREPD_SERVER_PASSWORD=Adm1n-pw"});
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 15s));
+  constexpr int kDocs = 10;
+  // URL endpoints with Basic credentials: the jobs themselves never log in.
+  const std::string url = "http://admin:Adm1n-pw@" + server.url().substr(std::string("http://").size());
+  for (int i = 0; i < kDocs; ++i) {
+    REQUIRE(rep.PutDoc("wb-" + std::to_string(i),
+                       R"({"source":")" + url + R"(/wb-src","target":")" + url + "/wb-tgt-" +
+                           std::to_string(i) + R"(","create_target":true})")
+                .ok());
+  }
+  for (int i = 0; i < kDocs; ++i) CHECK(WaitForState(rep, "wb-" + std::to_string(i), "completed", 30s));
+  auto logins = server.Request("GET", "/_test/requests?method=POST&path=%5E%2F_session%24");
+  INFO(logins.body);
+  // triggered + completed for each document: 2 writes each, 20 in all; the
+  // service's own logins (feed, server info, writer) stay a handful.
+  CHECK(JsonInt(logins.body, {"count"}) >= 1);
+  CHECK(JsonInt(logins.body, {"count"}) <= 4);
   CHECK(serve.Log().find("Adm1n-pw") == std::string::npos);
 }

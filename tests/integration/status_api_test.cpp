@@ -58,24 +58,6 @@ class StatusClient {
   std::string user_, password_;
 };
 
-// The port of "status API on http://127.0.0.1:PORT/" in the serve log.
-int StatusPort(ServeProcess& serve) {
-  int port = 0;
-  const std::string marker = "status API on http://127.0.0.1:";
-  WaitUntil(
-      [&] {
-        std::string log = serve.Log();
-        size_t at = log.find(marker);
-        if (at == std::string::npos) return false;
-        port = std::atoi(log.c_str() + at + marker.size());
-        return true;
-      },
-      20s);
-  INFO(serve.Log());
-  REQUIRE(port > 0);
-  return port;
-}
-
 // Adds `extra` (indented YAML) to the config's status section.
 std::string WithStatus(std::string config, const std::string& extra) {
   const std::string from = "status:\n  listen: 127.0.0.1:0\n";
@@ -640,6 +622,51 @@ TEST_CASE("status API: basic auth; /health follows the server going away and com
   auto rep = root.Database("_replicator");
   CHECK(rep.GetDbInfo().ok());
   CHECK(serve.Log().find("St4tus-pw!") == std::string::npos);
+}
+
+// Sends `head` (request line and headers, no body) on a new connection and
+// returns the status code of the answer, 0 when none came within 5 s.
+int RawStatus(int port, const std::string& head) {
+  int sock = socket(AF_INET, SOCK_STREAM, 0);
+  if (sock < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  timeval tv{5, 0};
+  setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  int status = 0;
+  if (connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      send(sock, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size())) {
+    char buf[256];
+    ssize_t n = recv(sock, buf, sizeof buf - 1, 0);
+    if (n > 12) status = std::atoi(std::string(buf, static_cast<size_t>(n)).substr(9, 3).c_str());
+  }
+  close(sock);
+  return status;
+}
+
+// SPEC §10: the status API reads at most 64 KiB of a request body, and only
+// after the credentials were checked (an anonymous client cannot make it read
+// or hold anything).
+TEST_CASE("status API: credentials are checked before a body is read; bodies over 64 KiB are refused") {
+  TestServer server;
+  ServeProcess serve(WithStatus(ServeConfig(server), "  auth:\n    username: ops\n"),
+                     {"COUCHREPD_STATUS_PASSWORD=St4tus-pw!"});
+  int port = StatusPort(serve);
+  const std::string huge = "Content-Length: 1000000000\r\nContent-Type: application/json\r\n\r\n";
+  // No body follows the headers: an answer at all shows nothing waited for it.
+  CHECK(RawStatus(port, "POST /_scheduler/jobs/x/reset HTTP/1.1\r\nHost: a\r\n" + huge) == 401);
+  const std::string auth = "Authorization: Basic " + Base64Encode("ops:St4tus-pw!") + "\r\n";
+  CHECK(RawStatus(port, "POST /_scheduler/jobs/x/reset HTTP/1.1\r\nHost: a\r\n" + auth + huge) ==
+        413);
+  CHECK(RawStatus(port, "POST /_scheduler/jobs/x/reset HTTP/1.1\r\nHost: a\r\n" + auth +
+                            "Content-Length: 70000\r\n\r\n") == 413);
+  // A small body with the credentials is read and answered as before.
+  CHECK(RawStatus(port, "POST /_scheduler/jobs/x/reset HTTP/1.1\r\nHost: a\r\n" + auth +
+                            "Content-Length: 2\r\n\r\n{}") == 404);
+  StatusClient ops(port, "ops", "St4tus-pw!");
+  CHECK(ops.Get("/_scheduler/jobs").status == 200);
 }
 
 TEST_CASE("status API: a taken status address is a clear start-up error, before any work") {
