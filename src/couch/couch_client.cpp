@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "couchrepd/encoding.h"
 #include "couchrepd/json.h"
@@ -377,6 +378,10 @@ Result<ChangesResult> CouchClient::FollowChanges(ChangesRequest request,
   Duration wait = kFeedRetryInitial;
   ChangesResult total;
   bool stopped = false;
+  // Reconnecting is for a feed that was cut, not for a server that stays
+  // away: failures without a row in between end the feed (its job crashes,
+  // and is visibly `crashing`) once they outlast retry.request_budget.
+  std::optional<TimePoint> failing_since;
   auto handler = [&](ChangeRow&& row) {
     request.since = row.seq;
     total.last_seq = row.seq;
@@ -392,7 +397,9 @@ Result<ChangesResult> CouchClient::FollowChanges(ChangesRequest request,
     auto r = Changes(request, handler, &cancel);
     if (stopped || cancel.cancelled()) return total;
     Error reason;
+    if (total.rows > rows_before) failing_since.reset();
     if (r.ok()) {
+      failing_since.reset();
       if (r->last_seq) request.since = r->last_seq;
       total.last_seq = request.since;
       if (!request.heartbeat && request.timeout) {
@@ -402,8 +409,17 @@ Result<ChangesResult> CouchClient::FollowChanges(ChangesRequest request,
       }
       reason = Error::Temporary("feed_ended", "the server ended the continuous feed");
     } else {
-      if (!r.error().temporary()) return r.error();
+      // Out of file descriptors: retrying at once only spins (SPEC §10).
+      if (!r.error().temporary() || r.error().error == "too_many_open_files") return r.error();
       reason = r.error();
+      const TimePoint now = session_->clock().Now();
+      if (!failing_since) {
+        failing_since = now;
+      } else if (now - *failing_since > session_->options().retry.budget) {
+        Error e = reason;
+        e.reason = "the changes feed kept failing past retry.request_budget: " + e.reason;
+        return e;
+      }
     }
     if (total.rows > rows_before) wait = kFeedRetryInitial;
     if (on_reconnect) on_reconnect(reason);

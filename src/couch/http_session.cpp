@@ -468,6 +468,7 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
     if (send_errno == EMFILE || send_errno == ENFILE) {
       // Out of file descriptors: say so, not just "connection failed" (SPEC §10).
       reason += " (too many open files: raise LimitNOFILE / ulimit -n, or lower max_jobs)";
+      return Error::Temporary("too_many_open_files", RedactSecrets(reason));
     }
     if (err == httplib::Error::SSLServerVerification) {
       // httplib reports an untrusted chain and a host name mismatch alike;

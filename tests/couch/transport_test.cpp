@@ -5,6 +5,7 @@
 // CouchDB's behaviour.
 #include <doctest/doctest.h>
 #include <httplib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -468,6 +469,7 @@ TEST_CASE("redirects") {
     auto landed = b.seen("/landing");
     REQUIRE(landed.size() == 1);
     CHECK(landed[0].Count("Authorization") == 0);
+    CHECK(landed[0].Count("X-Api-Key") == 0);  // the endpoint's custom headers stay home too
   }
 
   SUBCASE("more than max_redirects is an error, not a loop") {
@@ -660,3 +662,56 @@ TEST_CASE("a _changes feed cut mid-body") {
 }
 
 }  // TEST_SUITE
+
+// SPEC §10: out of file descriptors is named, and a changes feed does not spin
+// on it.
+TEST_CASE("out of file descriptors: the error says too many open files") {
+  Peer peer;
+  ServeWelcome(peer);
+  peer.Start();
+  auto client = ClientFor(peer.origin());
+  rlimit saved{};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  // The limit is on descriptor numbers: below the lowest free one, nothing new fits.
+  int lowest_free = dup(0);
+  REQUIRE(lowest_free >= 0);
+  close(lowest_free);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(lowest_free);
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &low) == 0);
+  auto r = client.GetServerInfo();
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+  REQUIRE_FALSE(r.ok());
+  CAPTURE(r.error().Message());
+  CHECK(r.error().error == "too_many_open_files");
+  CHECK(r.error().reason.find("too many open files") != std::string::npos);
+  CHECK(client.GetServerInfo().ok());  // fine again once descriptors are free
+}
+
+TEST_CASE("a continuous feed gives up once failures outlast the retry budget") {
+  Peer peer;
+  std::atomic<int> asked{0};
+  peer.server().Get("/db/_changes", [&](const httplib::Request&, httplib::Response& res) {
+    ++asked;
+    res.status = 503;
+    res.set_content(R"({"error":"unavailable","reason":"down for maintenance"})", "application/json");
+  });
+  peer.Start();
+  HttpOptions o = QuickOptions();
+  o.retry.budget = 1s;
+  auto db = ClientFor(peer.origin(), o).Database("db");
+  CancelToken cancel;
+  ChangesRequest req;
+  req.heartbeat = 200ms;
+  std::vector<std::string> reconnects;
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = db.FollowChanges(req, [](ChangeRow&&) { return true; }, cancel,
+                            [&](const Error& e) { reconnects.push_back(e.Message()); });
+  REQUIRE_FALSE(r.ok());  // before: reconnected forever, its job shown `running`
+  CAPTURE(r.error().Message());
+  CHECK(r.error().reason.find("kept failing past retry.request_budget") != std::string::npos);
+  CHECK(r.error().reason.find("down for maintenance") != std::string::npos);
+  CHECK(reconnects.size() >= 1);
+  CHECK(asked.load() >= 2);
+  CHECK(std::chrono::steady_clock::now() - t0 < 20s);
+}
