@@ -250,6 +250,9 @@ void HttpSession::NoteSetCookie(const HttpResponse& response) {
 }
 
 Status HttpSession::EnsureLogin(bool force) {
+  // One login at a time: threads that need a cookie at once wait for the
+  // first one's instead of each logging in.
+  std::lock_guard<std::mutex> single_flight(login_mu_);
   {
     std::lock_guard<std::mutex> lock(auth_mu_);
     if (!force && !cookie_.empty() && clock_.Now() < cookie_expires_) return OkStatus();

@@ -95,6 +95,7 @@ class HttpSession {
   int in_use_ = 0;
 
   std::mutex auth_mu_;
+  std::mutex login_mu_;  // held through a cookie login (single flight)
   std::string cookie_;          // "AuthSession=..."
   TimePoint cookie_expires_{};  // refresh before this
 

@@ -230,6 +230,14 @@ bool WaitForStateWhileUp(ServeProcess& serve, CouchClient& rep, const std::strin
   return serve.process().running() && StateOf(rep, id) == state;
 }
 
+// Whether the peer still dribbles an answer to a GET of the slow-info database.
+bool SlowInfoRequestOpen(HostilePeer& peer) {
+  for (const auto& r : peer.Log("slow-info")) {
+    if (r.path == "/" && r.method == "GET" && !r.aborted && !r.finished) return true;
+  }
+  return false;
+}
+
 std::string ReasonOf(CouchClient& rep, const std::string& id) {
   auto doc = rep.GetDoc(id);
   return doc.ok() ? JsonText(*doc, {"_replication_state_reason"}) : "<gone>";
@@ -609,14 +617,7 @@ TEST_CASE("hostile: one byte per second stalls neither serve nor a healthy job; 
   auto doc = rep.GetDoc("slow");
   REQUIRE(doc.ok());
   REQUIRE(rep.DeleteDoc("slow", JsonText(*doc, {"_rev"})).ok());
-  CHECK(WaitUntil(
-      [&] {
-        for (const auto& r : peer.Log("slow-info")) {
-          if (r.path == "/" && r.method == "GET" && !r.aborted && !r.finished) return false;
-        }
-        return true;
-      },
-      3s));
+  CHECK(WaitUntil([&] { return !SlowInfoRequestOpen(peer); }, 3s));
   CHECK(serve.process().running());
 }
 
@@ -643,12 +644,5 @@ TEST_CASE("hostile: SIGTERM while a job waits on a one-byte-per-second server ex
   CHECK(std::chrono::steady_clock::now() - t0 < 5s);
   CHECK_FALSE(Contains(serve.Log(), "shutdown timeout"));
   // The request in flight was cut, not left to finish.
-  CHECK(WaitUntil(
-      [&] {
-        for (const auto& r : peer.Log("slow-info")) {
-          if (r.path == "/" && r.method == "GET" && !r.aborted && !r.finished) return false;
-        }
-        return true;
-      },
-      3s));
+  CHECK(WaitUntil([&] { return !SlowInfoRequestOpen(peer); }, 3s));
 }
