@@ -73,6 +73,13 @@ struct HealthReport {
 };
 HealthReport RenderHealth(const EngineSnapshot& s);
 
+// `GET /health/live`: ok while the engine loop keeps publishing snapshots
+// (it does at least twice a second); a loop stuck for longer than
+// `max_age` at `now` is not live. For a process supervisor: restart on 503.
+inline constexpr Duration kMaxSnapshotAge = std::chrono::seconds(10);
+HealthReport RenderLiveness(const EngineSnapshot& s, TimePoint now,
+                            Duration max_age = kMaxSnapshotAge);
+
 // `GET /metrics`: Prometheus text exposition format 0.0.4, every name
 // prefixed `couchrepd_`, every family with HELP and TYPE, families without
 // samples left out. Per-job series are labelled by replication_id only.
@@ -104,7 +111,8 @@ struct StatusRoute {
     kDoc,           // /_scheduler/docs/{db}/{docid}
     kActiveTasks,   // /_active_tasks
     kMetrics,       // /metrics
-    kHealth,        // /health
+    kHealth,        // /health and /health/ready
+    kHealthLive,    // /health/live
   };
   Kind kind = Kind::kNotFound;
   std::string job_id;

@@ -453,6 +453,26 @@ HealthReport RenderHealth(const EngineSnapshot& s) {
   return report;
 }
 
+HealthReport RenderLiveness(const EngineSnapshot& s, TimePoint now, Duration max_age) {
+  const double age =
+      s.steady_now == TimePoint{} ? -1 : std::chrono::duration<double>(now - s.steady_now).count();
+  HealthReport report;
+  report.ok = age >= 0 && now - s.steady_now <= max_age;
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("ok").Bool(report.ok);
+  if (!report.ok) {
+    w.Key("reason");
+    Str(w, age < 0 ? std::string("the engine has not published its state yet")
+                   : "the engine loop has not answered for " + std::to_string(static_cast<int64_t>(age)) +
+                         " s");
+  }
+  w.Key("snapshot_age_seconds").Double(age < 0 ? 0 : std::round(age * 1000) / 1000);
+  w.EndObject();
+  report.body = w.Take();
+  return report;
+}
+
 std::string EscapeLabelValue(std::string_view value) {
   std::string out;
   out.reserve(value.size());
@@ -623,6 +643,10 @@ StatusRoute ParseStatusPath(std::string_view raw_path, const std::vector<std::st
     route.kind = Kind::kMetrics;
   } else if (n == 1 && parts[0] == "health") {
     route.kind = Kind::kHealth;
+  } else if (n == 2 && parts[0] == "health" && parts[1] == "ready") {
+    route.kind = Kind::kHealth;
+  } else if (n == 2 && parts[0] == "health" && parts[1] == "live") {
+    route.kind = Kind::kHealthLive;
   } else if (parts[0] == "_scheduler" && n >= 2 && parts[1] == "jobs") {
     if (n == 2) {
       route.kind = Kind::kJobs;

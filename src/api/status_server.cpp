@@ -238,6 +238,11 @@ struct StatusServer::Impl {
         Reply(res, report.ok ? 200 : 503, report.body);
         return;
       }
+      case Kind::kHealthLive: {
+        HealthReport report = RenderLiveness(*snap, std::chrono::steady_clock::now());
+        Reply(res, report.ok ? 200 : 503, report.body);
+        return;
+      }
       case Kind::kNotFound:
       case Kind::kBadPath:
         break;

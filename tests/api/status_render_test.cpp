@@ -507,6 +507,29 @@ TEST_CASE("status render: health is ok only when every replicator feed is connec
         R"({"ok":false,"reasons":["no replicator database is followed yet"],"feeds":[]})");
 }
 
+TEST_CASE("status render: liveness follows the age of the engine's last snapshot") {
+  EngineSnapshot s;
+  const TimePoint t0 = TimePoint{} + std::chrono::hours(1);
+  HealthReport h = RenderLiveness(s, t0);
+  CHECK_FALSE(h.ok);
+  CHECK(h.body == R"({"ok":false,"reason":"the engine has not published its state yet",)"
+                  R"("snapshot_age_seconds":0})");
+  s.steady_now = t0;
+  h = RenderLiveness(s, t0 + std::chrono::milliseconds(1500));
+  CHECK(h.ok);
+  CHECK(h.body == R"({"ok":true,"snapshot_age_seconds":1.5})");
+  CHECK(RenderLiveness(s, t0 + kMaxSnapshotAge).ok);
+  h = RenderLiveness(s, t0 + std::chrono::seconds(42));
+  CHECK_FALSE(h.ok);
+  CHECK(h.body == R"({"ok":false,"reason":"the engine loop has not answered for 42 s",)"
+                  R"("snapshot_age_seconds":42})");
+  // Feeds do not matter here: a disconnected server is not a reason to restart.
+  s = Sample();
+  s.steady_now = t0;
+  CHECK_FALSE(RenderHealth(s).ok);
+  CHECK(RenderLiveness(s, t0).ok);
+}
+
 TEST_CASE("status render: /metrics, exactly") {
   EngineSnapshot s = Sample();
   HttpMetricsSnapshot http;
@@ -770,7 +793,10 @@ TEST_CASE("status render: request paths name endpoints; database names may hold 
       {"/_active_tasks", R(Kind::kActiveTasks)},
       {"/metrics", R(Kind::kMetrics)},
       {"/health", R(Kind::kHealth)},
+      {"/health/ready", R(Kind::kHealth)},
+      {"/health/live", R(Kind::kHealthLive)},
       {"/health/x", R(Kind::kNotFound)},
+      {"/health/live/x", R(Kind::kNotFound)},
       {"/_scheduler", R(Kind::kNotFound)},
       {"/_utils", R(Kind::kNotFound)},
   };

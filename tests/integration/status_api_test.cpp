@@ -587,6 +587,8 @@ TEST_CASE("status API: basic auth; /health follows the server going away and com
   REQUIRE(WaitUntil([&] { return ops.Get("/health").status == 200; }, 15s));
   Reply healthy = ops.Get("/health");
   CHECK(J(healthy.body, {"ok"}) == "true");
+  CHECK(ops.Get("/health/ready").status == 200);
+  CHECK(ops.Get("/health/live").status == 200);
   CHECK(J(healthy.body, {"feeds", "[0]", "database"}) == "_replicator");
   CHECK(J(healthy.body, {"feeds", "[0]", "connected"}) == "true");
   CHECK(ops.Post("/_scheduler/jobs/nosuchjob/pause").status == 404);
@@ -608,6 +610,16 @@ TEST_CASE("status API: basic auth; /health follows the server going away and com
       20s));
   INFO(down.body);
   CHECK(J(down.body, {"ok"}) == "false");
+  // Ready follows the feeds; live only the engine loop (a server away is no
+  // reason to restart couchrepd).
+  Reply ready = ops.Get("/health/ready");
+  CHECK(ready.status == 503);
+  CHECK(J(ready.body, {"reasons", "[0]"}).rfind("_replicator: ", 0) == 0);
+  Reply live = ops.Get("/health/live");
+  CHECK(live.status == 200);
+  CHECK(J(live.body, {"ok"}) == "true");
+  CHECK(std::stod(J(live.body, {"snapshot_age_seconds"})) < 5);
+  CHECK(anonymous.Get("/health/live").status == 401);
   CHECK(J(down.body, {"reasons", "[0]"}).rfind("_replicator: ", 0) == 0);
   CHECK(J(down.body, {"feeds", "[0]", "connected"}) == "false");
   auto m = ParsePrometheusText(ops.Get("/metrics").body);
