@@ -9,7 +9,7 @@ TEST_SERVER_DIR="$REPO_ROOT/tests/server"
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES=(g++ meson ninja-build pkg-config cmake libcpp-httplib-dev libsimdjson-dev
               libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev libssl-dev zlib1g-dev
-              libbrotli-dev curl openssl chromium clang libclang-rt-14-dev)
+              libbrotli-dev curl openssl chromium clang libclang-rt-14-dev libsystemd-dev)
 
 log() { printf '\033[1m[couchrepd]\033[0m %s\n' "$*" >&2; }
 
@@ -28,8 +28,10 @@ ensure_apt_packages() {
   command -v npm >/dev/null 2>&1 || missing+=(npm)
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # A new machine's own apt run may hold the lock: wait for it (10 min).
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+      --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
 

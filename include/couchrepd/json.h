@@ -35,6 +35,12 @@ struct RawMember {
 // invalid escapes).
 bool ScanObjectMembers(std::string_view json, const std::function<bool(const RawMember&)>& on_member);
 
+// Whether `text` is one JSON value by the grammar of RFC 8259, at any depth
+// (iterative, linear time): for text a parser refuses only for its nesting or
+// for unpaired surrogate escapes (grammatical, but not Unicode). UTF-8 is
+// not checked.
+bool IsJsonText(std::string_view text);
+
 // Whether the JSON text `json` nests arrays/objects more than `max_depth`
 // levels (by structure: strings and escapes skipped; linear, no recursion).
 bool NestedDeeperThan(std::string_view json, size_t max_depth);

@@ -80,6 +80,12 @@ inline constexpr Duration kMaxSnapshotAge = std::chrono::seconds(10);
 HealthReport RenderLiveness(const EngineSnapshot& s, TimePoint now,
                             Duration max_age = kMaxSnapshotAge);
 
+// For a service manager (systemd STATUS=, READY=1): whether every followed
+// replicator feed is connected (and there is one), and one line of counts,
+// e.g. "3 running, 1 pending, 1 crashing, 0 paused; 2/2 replicator feeds connected".
+bool FeedsConnected(const EngineSnapshot& s);
+std::string ServiceStatusLine(const EngineSnapshot& s);
+
 // `GET /metrics`: Prometheus text exposition format 0.0.4, every name
 // prefixed `couchrepd_`, every family with HELP and TYPE, families without
 // samples left out. Per-job series are labelled by replication_id only.

@@ -453,6 +453,30 @@ HealthReport RenderHealth(const EngineSnapshot& s) {
   return report;
 }
 
+bool FeedsConnected(const EngineSnapshot& s) {
+  if (s.feeds.empty()) return false;
+  for (const FeedHealth& f : s.feeds) {
+    if (!f.connected) return false;
+  }
+  return true;
+}
+
+std::string ServiceStatusLine(const EngineSnapshot& s) {
+  int running = 0, pending = 0, crashing = 0, paused = 0;
+  for (const JobView& j : s.jobs) {
+    running += j.state == JobState::kRunning;
+    pending += j.state == JobState::kPending;
+    crashing += j.state == JobState::kCrashing;
+    paused += j.state == JobState::kPaused;
+  }
+  size_t connected = 0;
+  for (const FeedHealth& f : s.feeds) connected += f.connected ? 1 : 0;
+  return std::to_string(running) + " running, " + std::to_string(pending) + " pending, " +
+         std::to_string(crashing) + " crashing, " + std::to_string(paused) + " paused; " +
+         std::to_string(connected) + "/" + std::to_string(s.feeds.size()) +
+         " replicator feeds connected";
+}
+
 HealthReport RenderLiveness(const EngineSnapshot& s, TimePoint now, Duration max_age) {
   const double age =
       s.steady_now == TimePoint{} ? -1 : std::chrono::duration<double>(now - s.steady_now).count();

@@ -3,11 +3,16 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <ctime>
 
 #include "couchrepd/cli.h"
 #include "couchrepd/config.h"
 #include "couchrepd/process_limits.h"
+#include "couchrepd/service_notify.h"
+#include "couchrepd/status_render.h"
 #include "couchrepd/engine.h"
 #include "couchrepd/log.h"
 #include "couchrepd/server_connection.h"
@@ -85,9 +90,38 @@ int RunServe(const std::vector<std::string>& args) {
   spdlog::info("status API on http://{}:{}/",
                host.find(':') != std::string::npos ? "[" + host + "]" : host, status.port());
   spdlog::info("couchrepd serving (config {})", path);
+
+  // Under systemd (Type=notify): READY=1 once every replicator feed is
+  // connected, STATUS= when the counts change, WATCHDOG=1 while the engine
+  // loop is alive (a stuck loop lets systemd's watchdog restart us).
+  ServiceNotifier notifier;
+  bool ready = false;
+  std::string last_status;
+  auto notify = [&] {
+    auto snap = engine.Snapshot();
+    if (!snap) return;
+    std::string line = ServiceStatusLine(*snap);
+    if (!ready && FeedsConnected(*snap)) {
+      ready = true;
+      notifier.Ready(line);
+      last_status = line;
+    } else if (ready && line != last_status) {
+      notifier.Status(line);
+      last_status = line;
+    }
+    if (notifier.watchdog_interval() > Duration(0) &&
+        RenderLiveness(*snap, std::chrono::steady_clock::now()).ok) {
+      notifier.Watchdog();
+    }
+  };
+  Duration tick = std::chrono::seconds(1);
+  if (notifier.watchdog_interval() > Duration(0)) tick = std::min(tick, notifier.watchdog_interval());
+  const timespec tick_spec{static_cast<time_t>(tick.count() / 1000),
+                           static_cast<long>(tick.count() % 1000) * 1000000L};
   while (true) {
-    int sig = 0;
-    if (sigwait(&signals, &sig) != 0) continue;
+    if (notifier.enabled()) notify();
+    int sig = sigtimedwait(&signals, nullptr, &tick_spec);
+    if (sig < 0) continue;  // the tick passed (or EINTR)
     if (sig == SIGHUP) {
       auto next = LoadConfigFile(path, RealEnv);
       if (!next.ok()) {
@@ -100,6 +134,7 @@ int RunServe(const std::vector<std::string>& args) {
     spdlog::info("{} received: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     break;
   }
+  notifier.Stopping();
   status.Stop();
   engine.Shutdown();
   spdlog::info("stopped");

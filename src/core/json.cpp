@@ -249,4 +249,119 @@ bool NestedDeeperThan(std::string_view json, size_t max_depth) {
   return false;
 }
 
+bool IsJsonText(std::string_view s) {
+  size_t i = 0;
+  const size_t n = s.size();
+  std::string stack;  // '{' and '[' of the open containers
+  auto digit = [&](size_t at) { return at < n && s[at] >= '0' && s[at] <= '9'; };
+  auto hex = [&](size_t at) {
+    return at < n && ((s[at] >= '0' && s[at] <= '9') || (s[at] >= 'a' && s[at] <= 'f') ||
+                      (s[at] >= 'A' && s[at] <= 'F'));
+  };
+  auto skip_space = [&] {
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
+  };
+  auto string = [&] {  // at '"'
+    for (++i; i < n; ++i) {
+      auto c = static_cast<unsigned char>(s[i]);
+      if (c == '"') {
+        ++i;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c != '\\') continue;
+      if (++i >= n) return false;
+      if (s[i] == 'u') {
+        if (!hex(i + 1) || !hex(i + 2) || !hex(i + 3) || !hex(i + 4)) return false;
+        i += 4;
+      } else if (std::string_view("\"\\/bfnrt").find(s[i]) == std::string_view::npos) {
+        return false;
+      }
+    }
+    return false;
+  };
+  auto number = [&] {
+    if (i < n && s[i] == '-') ++i;
+    if (i < n && s[i] == '0') {
+      ++i;
+    } else if (digit(i)) {
+      while (digit(i)) ++i;
+    } else {
+      return false;
+    }
+    if (i < n && s[i] == '.') {
+      if (!digit(++i)) return false;
+      while (digit(i)) ++i;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+      ++i;
+      if (i < n && (s[i] == '+' || s[i] == '-')) ++i;
+      if (!digit(i)) return false;
+      while (digit(i)) ++i;
+    }
+    return true;
+  };
+  auto literal = [&](std::string_view word) {
+    if (s.substr(i, word.size()) != word) return false;
+    i += word.size();
+    return true;
+  };
+  enum class Expect { kValue, kValueOrClose, kKey, kKeyOrClose, kAfterValue };
+  Expect expect = Expect::kValue;
+  while (true) {
+    skip_space();
+    if (expect == Expect::kAfterValue) {
+      if (stack.empty()) return i == n;
+      if (i >= n) return false;
+      const char open = stack.back();
+      if (s[i] == ',') {
+        ++i;
+        expect = open == '{' ? Expect::kKey : Expect::kValue;
+      } else if (s[i] == (open == '{' ? '}' : ']')) {
+        ++i;
+        stack.pop_back();
+      } else {
+        return false;
+      }
+      continue;
+    }
+    if (i >= n) return false;
+    if (expect == Expect::kKey || expect == Expect::kKeyOrClose) {
+      if (expect == Expect::kKeyOrClose && s[i] == '}') {
+        ++i;
+        stack.pop_back();
+        expect = Expect::kAfterValue;
+        continue;
+      }
+      if (s[i] != '"' || !string()) return false;
+      skip_space();
+      if (i >= n || s[i] != ':') return false;
+      ++i;
+      expect = Expect::kValue;
+      continue;
+    }
+    // A value (or, after '[', the closing bracket).
+    const char c = s[i];
+    if (expect == Expect::kValueOrClose && c == ']') {
+      ++i;
+      stack.pop_back();
+      expect = Expect::kAfterValue;
+      continue;
+    }
+    if (c == '{' || c == '[') {
+      stack.push_back(c);
+      ++i;
+      expect = c == '{' ? Expect::kKeyOrClose : Expect::kValueOrClose;
+      continue;
+    }
+    bool ok = c == '"'   ? string()
+              : c == 't' ? literal("true")
+              : c == 'f' ? literal("false")
+              : c == 'n' ? literal("null")
+                         : number();
+    if (!ok) return false;
+    expect = Expect::kAfterValue;
+  }
+}
+
 }  // namespace couchrepd

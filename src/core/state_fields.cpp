@@ -92,7 +92,8 @@ std::optional<std::string> ApplyStateWrite(std::string_view doc_json, const Stat
   // A document the parser refuses (the server stored it) still gets its
   // state, with every other value passed through as it is.
   auto split = SplitObject(doc_json);
-  if (!split.ok() && simdjson::validate_utf8(doc_json.data(), doc_json.size())) {
+  if (!split.ok() && simdjson::validate_utf8(doc_json.data(), doc_json.size()) &&
+      IsJsonText(doc_json)) {
     split = SplitObjectByStructure(doc_json);
   }
   if (!split.ok()) return std::nullopt;

@@ -530,6 +530,26 @@ TEST_CASE("status render: liveness follows the age of the engine's last snapshot
   CHECK(RenderLiveness(s, t0).ok);
 }
 
+TEST_CASE("status render: the service manager's status line and readiness") {
+  EngineSnapshot s = Sample();
+  CAPTURE(ServiceStatusLine(s));
+  CHECK_FALSE(FeedsConnected(s));  // team/_replicator is not connected
+  int running = 0, crashing = 0;
+  for (const auto& j : s.jobs) {
+    running += j.state == JobState::kRunning;
+    crashing += j.state == JobState::kCrashing;
+  }
+  CHECK(ServiceStatusLine(s).rfind(std::to_string(running) + " running, ", 0) == 0);
+  CHECK(ServiceStatusLine(s).find(std::to_string(crashing) + " crashing") != std::string::npos);
+  CHECK(ServiceStatusLine(s).find("; 1/2 replicator feeds connected") != std::string::npos);
+  s.feeds.pop_back();
+  CHECK(FeedsConnected(s));
+  CHECK(ServiceStatusLine(s).find("; 1/1 replicator feeds connected") != std::string::npos);
+  CHECK_FALSE(FeedsConnected(EngineSnapshot{}));
+  CHECK(ServiceStatusLine(EngineSnapshot{}) ==
+        "0 running, 0 pending, 0 crashing, 0 paused; 0/0 replicator feeds connected");
+}
+
 TEST_CASE("status render: /metrics, exactly") {
   EngineSnapshot s = Sample();
   HttpMetricsSnapshot http;

@@ -81,3 +81,21 @@ TEST_CASE("NestedDeeperThan counts brackets outside strings") {
   CHECK(NestedDeeperThan(std::string(100000, '[') + std::string(100000, ']'), 1024));
   CHECK_FALSE(NestedDeeperThan(std::string(1024, '[') + std::string(1024, ']'), 1024));
 }
+
+TEST_CASE("IsJsonText follows the grammar at any depth") {
+  for (const char* ok : {"{}", "[]", " 1 ", "-0.5e+10", "\"a\\u00e9\\n\"", "\"\\ud800\"", "true",
+                         R"({"a":[1,{"b":null}],"c":"x"})", "[1, 2 ,3]"}) {
+    CAPTURE(ok);
+    CHECK(IsJsonText(ok));
+  }
+  for (const char* bad : {"", "{", "[1,]", "{\"a\":1,}", "1e9UUU", "01", "1.", "-", "\"\\x\"",
+                          "\"\\u12\"", "{\"a\" 1}", "{1:2}", "[1 2]", "tru", "\"a\x01\"", "[]]",
+                          "{} {}", "nul"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(IsJsonText(bad));
+  }
+  const std::string deep = std::string(100000, '[') + "\"\\udc00\"" + std::string(100000, ']');
+  CHECK(IsJsonText(deep));
+  CHECK_FALSE(IsJsonText(deep + "]"));
+  CHECK_FALSE(IsJsonText(std::string(100000, '[') + std::string(99999, ']')));
+}

@@ -246,6 +246,12 @@ TEST_CASE("a document nested too deeply or with a lone surrogate still gets its 
                     kNowText + R"(,"_replication_state_reason":"`selector` is nested too deeply"})");
   // Text that is not an object even by its structure gets nothing.
   CHECK_FALSE(ApplyStateWrite(R"({"a":[1,2})", State("error", "x"), kNow));
+  // Found by fuzz_json_fields: a member the structure scan passes but the
+  // grammar refuses (a broken number) made an invalid document.
+  CHECK_FALSE(ApplyStateWrite(
+      R"({"a":1e9UUUUUUplication_state":"error","_replica!ion_state_reason":"x",)"
+      R"("_replication_state":"failed"})",
+      State("error", "x"), kNow));
 }
 
 }  // namespace
