@@ -782,6 +782,74 @@ void Loader::ResolveSecrets(Config& c) {
   }
 }
 
+// Where a ',' begins a token outside any flow collection ([...] or {...}):
+// never valid YAML, and yaml-cpp loops forever on some of them (found by
+// fuzz_config: the document ","; also " ,", "[1],"). 1-based line and
+// column, or nullopt. Quoted scalars and comments are skipped.
+std::optional<std::pair<size_t, size_t>> StrayFlowEntry(std::string_view yaml) {
+  size_t line = 1, column = 0;
+  int depth = 0;
+  char last = '\0';       // last non-space character on this line ('\0': none)
+  bool space_before = true;
+  for (size_t i = 0; i < yaml.size(); ++i) {
+    char c = yaml[i];
+    ++column;
+    if (c == '\n') {
+      ++line;
+      column = 0;
+      last = '\0';
+      space_before = true;
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\r') {
+      space_before = true;
+      continue;
+    }
+    const bool token_start = space_before || last == '\0' || last == '[' || last == '{' ||
+                             last == ',';
+    if (c == '#' && space_before) {
+      while (i + 1 < yaml.size() && yaml[i + 1] != '\n') ++i;
+      continue;
+    }
+    if ((c == '"' || c == '\'') && token_start) {
+      for (++i; i < yaml.size(); ++i) {
+        if (yaml[i] == '\n') {
+          ++line;
+          column = 0;
+        } else {
+          ++column;
+        }
+        if (c == '"' && yaml[i] == '\\') {
+          ++i;
+          ++column;
+        } else if (yaml[i] == c) {
+          if (c == '\'' && i + 1 < yaml.size() && yaml[i + 1] == '\'') {
+            ++i;
+            ++column;
+            continue;
+          }
+          break;
+        }
+      }
+      last = c;
+      space_before = false;
+      continue;
+    }
+    if (c == '[' || c == '{') {
+      ++depth;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    } else if (c == ',' && depth == 0 &&
+               (last == '\0' || last == ']' || last == '}' ||
+                ((last == ':' || last == '-' || last == '?') && space_before))) {
+      return std::make_pair(line, column);
+    }
+    last = c;
+    space_before = false;
+  }
+  return std::nullopt;
+}
+
 Result<Config> Loader::Load(std::string_view yaml) {
   Config config;
   std::vector<YAML::Node> documents;
@@ -802,6 +870,12 @@ Result<Config> Loader::Load(std::string_view yaml) {
     } else {
       ++column;
     }
+  }
+  if (auto at = StrayFlowEntry(yaml)) {
+    return Error::Permanent("bad_config", origin_ + ":" + std::to_string(at->first) + ":" +
+                                              std::to_string(at->second) +
+                                              ": invalid YAML: a ',' outside a flow collection "
+                                              "([...] or {...})");
   }
   try {
     documents = YAML::LoadAll(std::string(yaml));

@@ -272,9 +272,23 @@ std::string RedactHeaders(std::string_view in) {
     }
     return true;
   };
+  // Values to mask are collected as merged ranges [mask_begin, mask_end):
+  // a header name inside another one's value (`"authorization":"authorization":
+  // "Bearer x"`) is still found, so names are looked for at every position,
+  // and a value's end is scanned once (linear time, SPEC §10).
   std::string out;
   out.reserve(in.size());
   size_t copied = 0;
+  bool masking = false;
+  size_t mask_begin = 0, mask_end = 0;
+  size_t scanned_end = 0;  // where the last value scan stopped
+  auto flush = [&] {
+    if (!masking) return;
+    out.append(in.substr(copied, mask_begin - copied));
+    out.append(kMask);
+    copied = mask_end;
+    masking = false;
+  };
   size_t i = 0;
   while (i < in.size()) {
     char c = static_cast<char>(std::tolower(static_cast<unsigned char>(in[i])));
@@ -303,16 +317,26 @@ std::string RedactHeaders(std::string_view in) {
     ++j;
     while (j < in.size() && IsSpace(in[j])) ++j;
     if (j < in.size() && in[j] == '"') ++j;
-    size_t value_end = j;
-    while (value_end < in.size() && in[value_end] != '"' && in[value_end] != '\r' &&
-           in[value_end] != '\n' && in[value_end] != ',' && in[value_end] != '}') {
-      ++value_end;
+    // A value that starts inside the last one scanned ends where it ends.
+    size_t value_end = j < scanned_end ? scanned_end : j;
+    if (j >= scanned_end) {
+      while (value_end < in.size() && in[value_end] != '"' && in[value_end] != '\r' &&
+             in[value_end] != '\n' && in[value_end] != ',' && in[value_end] != '}') {
+        ++value_end;
+      }
+      scanned_end = value_end;
     }
-    out.append(in.substr(copied, j - copied));
-    out.append(kMask);
-    copied = value_end;
-    i = value_end;
+    if (masking && j <= mask_end) {
+      mask_end = std::max(mask_end, value_end);
+    } else {
+      flush();
+      masking = true;
+      mask_begin = j;
+      mask_end = value_end;
+    }
+    ++i;
   }
+  flush();
   out.append(in.substr(copied));
   return out;
 }

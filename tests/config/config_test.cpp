@@ -703,3 +703,31 @@ TEST_CASE("config text with a control character is refused with its place (yaml-
   CHECK(r.error().reason.find("control character") != std::string::npos);
 }
 }  // namespace couchrepd
+
+namespace couchrepd {
+// Found by fuzz_config: yaml-cpp never returns on the document "," (nor " ,",
+// "[1],", "{a: 1},"): such a ',' is refused first, with its place.
+TEST_CASE("a ',' outside a flow collection is refused before yaml-cpp sees it") {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {",", "t.yaml:1:1"},           {"  ,", "t.yaml:1:3"},      {"# c\n,", "t.yaml:2:1"},
+      {"[1],", "t.yaml:1:4"},        {"{a: 1},", "t.yaml:1:7"},  {",a", "t.yaml:1:1"},
+      {"log:\n  level: ,", "t.yaml:2:10"}, {"- ,", "t.yaml:1:3"}};
+  for (const auto& [text, where] : cases) {
+    CAPTURE(text);
+    auto r = LoadConfigText(text, "t.yaml", NoEnv);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().reason.find(where + ": invalid YAML: a ',' outside a flow collection") !=
+          std::string::npos);
+  }
+  // Commas inside flow collections, quotes, comments and plain scalars are fine.
+  auto ok = LoadConfigText(
+      "server: {url: \"http://a:5984\", headers: {X-A: 'x, y', X-C: \"p,q\"}}  # c, d\n"
+      "replicator:\n  databases: [_replicator, team/_replicator]\n"
+      "status:\n  auth:\n    username: a,b\n    password: p,w\n",
+      "t.yaml", NoEnv);
+  REQUIRE_MESSAGE(ok.ok(), (ok.ok() ? "" : ok.error().reason));
+  CHECK(ok->server.headers.at("X-A") == "x, y");
+  CHECK(ok->server.headers.at("X-C") == "p,q");
+  CHECK(ok->status.auth.username == "a,b");
+}
+}  // namespace couchrepd
