@@ -6,6 +6,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -115,4 +119,33 @@ TEST_CASE("serve under systemd: READY once the feeds connect, STATUS, WATCHDOG, 
   REQUIRE(code.has_value());
   CHECK(*code == 0);
 #endif
+}
+
+// The shipped unit file (etc/systemd/couchrepd.service) is one systemd
+// accepts: `systemd-analyze verify`, with ExecStart pointed at this build.
+TEST_CASE("the systemd unit passes systemd-analyze verify") {
+  if (std::system("command -v systemd-analyze >/dev/null 2>&1") != 0) {
+    MESSAGE("systemd-analyze is not installed: the unit file was not verified");
+    return;
+  }
+  std::ifstream in(COUCHREPD_SOURCE_DIR "/etc/systemd/couchrepd.service");
+  REQUIRE(in);
+  std::string unit((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(unit.find("Type=notify") != std::string::npos);
+  CHECK(unit.find("ExecReload=/bin/kill -HUP $MAINPID") != std::string::npos);
+  const std::string exec = "/usr/bin/couchrepd";
+  size_t at = unit.find("ExecStart=" + exec);
+  REQUIRE(at != std::string::npos);
+  unit.replace(at + 10, exec.size(), COUCHREPD_BINARY);
+  const std::string dir = "/tmp/couchrepd-unit-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/couchrepd.service") << unit;
+  const std::string out_file = dir + "/verify.out";
+  int rc = std::system(("systemd-analyze verify " + dir + "/couchrepd.service >" + out_file + " 2>&1").c_str());
+  std::ifstream out(out_file);
+  std::string said((std::istreambuf_iterator<char>(out)), std::istreambuf_iterator<char>());
+  INFO("systemd-analyze said: " << said);
+  CHECK(rc == 0);
+  CHECK(said.find("couchrepd.service") == std::string::npos);  // no complaint about it
+  std::filesystem::remove_all(dir);
 }
