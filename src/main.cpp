@@ -21,6 +21,7 @@ Usage:
   couchrepd serve [--config FILE]          follow _replicator and run its replications
   couchrepd replicate SOURCE TARGET [...]  run one replication in the foreground
   couchrepd check-config [--config FILE]   validate the configuration and reach the server
+  couchrepd status [--server URL] [DOC_ID] what a running serve is doing (status --help)
   couchrepd --help | --version
 
 FILE defaults to etc/couchrepd.yaml. Exit codes: 0 ok, 1 failure, 2 bad usage or
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   if (command == "check-config") return couchrepd::RunCheckConfig(rest);
   if (command == "replicate") return couchrepd::RunReplicate(rest);
   if (command == "serve") return couchrepd::RunServe(rest);
+  if (command == "status") return couchrepd::RunStatus(rest);
   std::fprintf(stderr, "couchrepd: unknown command `%s`\n\n%s", command.c_str(), kUsage);
   return couchrepd::kExitUsage;
 }

@@ -19,5 +19,6 @@ constexpr const char* kDefaultConfigPath = "etc/couchrepd.yaml";
 int RunCheckConfig(const std::vector<std::string>& args);
 int RunReplicate(const std::vector<std::string>& args);
 int RunServe(const std::vector<std::string>& args);
+int RunStatus(const std::vector<std::string>& args);
 
 }  // namespace couchrepd

@@ -881,3 +881,70 @@ TEST_CASE("http metrics: a client's responses, connection errors, retries and 42
   ResetHttpMetrics();
   CHECK(HttpMetrics().hosts.empty());
 }
+
+// Issue 12: `couchrepd status` reads a running instance like `kubectl get`.
+TEST_CASE("couchrepd status: a table of the documents, one in detail, JSON; exit 1 on trouble") {
+  auto Contains = [](const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+  };
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("cs-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 4);
+  ServeProcess serve(WithStatus(ServeConfig(server), "  auth:\n    username: ops\n"),
+                     {"COUCHREPD_STATUS_PASSWORD=St4tus-pw!"});
+  const std::string api = "http://127.0.0.1:" + std::to_string(StatusPort(serve));
+  StatusClient ops(StatusPort(serve), "ops", "St4tus-pw!");
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDbInfo().ok(); }, 10s));
+  REQUIRE(rep.PutDoc("good", RepDoc(server, "cs-src", "cs-tgt", "\"create_target\":true")).ok());
+  REQUIRE(WaitForDocState(ops, "good", "completed"));
+  const std::vector<std::string> env = {"COUCHREPD_STATUS_PASSWORD=St4tus-pw!"};
+
+  auto all_well = RunCouchrepd({"status", "--server", api, "--user", "ops"}, env);
+  INFO("out: " << all_well.out << "\nerr: " << all_well.err);
+  CHECK(all_well.exit_code == 0);
+  CHECK(all_well.out.rfind("STATE  ", 0) == 0);
+  CHECK(Contains(all_well.out.substr(0, all_well.out.find('\n')), "WRITTEN  PENDING  LAST ERROR"));
+  CHECK(Contains(all_well.out.substr(0, all_well.out.find('\n')), "SOURCE → TARGET"));
+  CHECK(Contains(all_well.out, "completed  _replicator/good  " + server.url() + "/cs-src/ → " +
+                                   server.url() + "/cs-tgt/  4"));
+  CHECK(Contains(all_well.out, "1 document, 0 in error, failed or crashing"));
+
+  REQUIRE(rep.PutDoc("bad", RepDoc(server, "no-such-src", "cs-tgt2")).ok());
+  REQUIRE(WaitUntil([&] {
+    std::string s = DocState(ops, "_replicator", "bad");
+    return s == "crashing" || s == "error";
+  }, 30s));
+  auto trouble = RunCouchrepd({"status", "--server", api, "--user", "ops"}, env);
+  INFO("out: " << trouble.out);
+  CHECK(trouble.exit_code == 1);
+  CHECK(Contains(trouble.out, "_replicator/bad"));
+  CHECK(Contains(trouble.out, "no-such-src"));
+  CHECK(Contains(trouble.out, "2 documents, 1 in error, failed or crashing"));
+
+  auto only = RunCouchrepd({"status", "--server", api, "--user", "ops", "--state", "completed"}, env);
+  CHECK(only.exit_code == 0);
+  CHECK(Contains(only.out, "_replicator/good"));
+  CHECK_FALSE(Contains(only.out, "_replicator/bad"));
+
+  auto json = RunCouchrepd({"status", "--server", api, "--user", "ops", "--json"}, env);
+  CHECK(json.exit_code == 1);
+  CHECK(J(json.out, {"docs", "[0]", "doc_id"}) == "bad");
+
+  auto one = RunCouchrepd({"status", "--server", api, "--user", "ops", "good"}, env);
+  INFO("one: " << one.out << one.err);
+  CHECK(one.exit_code == 0);
+  CHECK(Contains(one.out, "document:     _replicator/good\nstate:        completed\n"));
+
+  // No password, or a wrong one: a clear error, exit 1, the password never shown.
+  auto refused = RunCouchrepd({"status", "--server", api, "--user", "ops"},
+                              {"COUCHREPD_STATUS_PASSWORD=wrong-pw"});
+  CHECK(refused.exit_code == 1);
+  CHECK(Contains(refused.err, "401"));
+  CHECK_FALSE(Contains(refused.err, "wrong-pw"));
+  auto usage = RunCouchrepd({"status", "--bogus"});
+  CHECK(usage.exit_code == 2);
+  CHECK(Contains(usage.err, "unknown option `--bogus`"));
+}
