@@ -1,6 +1,7 @@
 #include "couchrepd/changes_parser.h"
 
 #include "couchrepd/json.h"
+#include "couchrepd/limits.h"
 
 #include <simdjson.h>
 
@@ -539,7 +540,9 @@ Status ChangesParser::OnObject(const RowHandler& on_row) {
     return OkStatus();
   }
   if (fields.error) {
-    return Fail(Error::Temporary(std::move(*fields.error), fields.reason.value_or("")));
+    // An error line from the server; an empty code still makes an error code.
+    std::string code = fields.error->empty() ? "changes_feed_error" : CapText(*fields.error, 100);
+    return Fail(Error::Temporary(std::move(code), CapText(fields.reason.value_or(""))));
   }
   if (kind_ == FeedKind::kContinuous && fields.last_seq) {
     last_seq_ = std::move(fields.last_seq);
@@ -553,7 +556,10 @@ Status ChangesParser::OnObject(const RowHandler& on_row) {
 
 Status ChangesParser::OnClosingBrace(uint64_t offset) {
   if (!seen_results_) {
-    if (top_error_) return Fail(Error::Temporary(*top_error_, top_reason_.value_or("")));
+    if (top_error_) {
+      std::string code = top_error_->empty() ? "changes_feed_error" : CapText(*top_error_, 100);
+      return Fail(Error::Temporary(std::move(code), CapText(top_reason_.value_or(""))));
+    }
     return Malformed(offset, "the response object has no \"results\" member");
   }
   complete_ = true;

@@ -711,7 +711,8 @@ TEST_CASE("a ',' outside a flow collection is refused before yaml-cpp sees it") 
   const std::vector<std::pair<std::string, std::string>> cases = {
       {",", "t.yaml:1:1"},           {"  ,", "t.yaml:1:3"},      {"# c\n,", "t.yaml:2:1"},
       {"[1],", "t.yaml:1:4"},        {"{a: 1},", "t.yaml:1:7"},  {",a", "t.yaml:1:1"},
-      {"log:\n  level: ,", "t.yaml:2:10"}, {"- ,", "t.yaml:1:3"}};
+      {"log:\n  level: ,", "t.yaml:2:10"}, {"- ,", "t.yaml:1:3"},
+      {"&a b[\n,", "t.yaml:2:1"}};  // a '[' inside a plain scalar opens nothing
   for (const auto& [text, where] : cases) {
     CAPTURE(text);
     auto r = LoadConfigText(text, "t.yaml", NoEnv);
@@ -729,5 +730,18 @@ TEST_CASE("a ',' outside a flow collection is refused before yaml-cpp sees it") 
   CHECK(ok->server.headers.at("X-A") == "x, y");
   CHECK(ok->server.headers.at("X-C") == "p,q");
   CHECK(ok->status.auth.username == "a,b");
+}
+}  // namespace couchrepd
+
+namespace couchrepd {
+// Found by fuzz_config: yaml-cpp loops forever on "&a b [\n," (an anchor, a
+// plain scalar, an unclosed flow sequence, a ','): refused, not hung.
+TEST_CASE("text the YAML parser never finishes is refused, not waited for") {
+  auto r = LoadConfigText("&a b [\n,", "t.yaml", NoEnv);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().reason == "t.yaml: invalid YAML: the YAML parser did not finish on this text "
+                            "(it loops on some malformed YAML)");
+  // Normal texts parse as before.
+  CHECK(LoadConfigText("scheduler:\n  max_jobs: 3\n", "t.yaml", NoEnv)->scheduler.max_jobs == 3);
 }
 }  // namespace couchrepd

@@ -650,3 +650,17 @@ TEST_CASE("a row that is bad outside its doc still fails the feed") {
 
 }  // namespace
 }  // namespace couchrepd
+
+namespace couchrepd {
+namespace {
+// Found by fuzz_changes_parser: {"error":""} made an error without a code.
+TEST_CASE("an error line with an empty error still has an error code") {
+  for (FeedKind kind : {FeedKind::kContinuous, FeedKind::kNormal}) {
+    Outcome o = ParseWhole(kind, R"({"error":""})");
+    REQUIRE(o.error);
+    CHECK(o.error->error == "changes_feed_error");
+    CHECK(o.error->temporary());
+  }
+}
+}  // namespace
+}  // namespace couchrepd
