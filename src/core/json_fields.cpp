@@ -32,6 +32,12 @@ Result<std::vector<JsonField>> SplitObject(std::string_view json) {
   if (err && err != simdjson::NUMBER_ERROR) {  // big numbers pass through as text
     return NotAnObject(simdjson::error_message(err));
   }
+  // simdjson stops at the first error: past a number it cannot hold, the rest
+  // must still be JSON by the grammar (found by fuzz_json_fields: `-1"x"`
+  // then `{"a":}` went through).
+  if (err == simdjson::NUMBER_ERROR && !IsJsonText(json)) {
+    return NotAnObject("it is not JSON by the grammar");
+  }
   simdjson::ondemand::parser parser;
   simdjson::padded_string padded(json);
   simdjson::ondemand::document doc;

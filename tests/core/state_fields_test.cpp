@@ -235,6 +235,16 @@ TEST_CASE("no write for deleted documents, non-objects, invalid JSON or bad stat
 
 // A replication document the parser refuses (the server stores it) is marked
 // like any other; its unreadable values pass through byte for byte.
+// Found by fuzz_json_fields: a number simdjson cannot hold made the split
+// stop checking, and invalid text after it was written back.
+TEST_CASE("no write for text that is invalid after a number simdjson cannot hold") {
+  CHECK_FALSE(ApplyStateWrite(R"({"_id":"r","t":-1"1000","s":{"docs_read":}})", Triggered(), kNow));
+  // A big number alone still passes through as it is.
+  auto out = ApplyStateWrite(R"({"_id":"r","big":123456789012345678901234567890})", Triggered(), kNow);
+  REQUIRE(out);
+  CHECK(out->find("123456789012345678901234567890") != std::string::npos);
+}
+
 TEST_CASE("a document nested too deeply or with a lone surrogate still gets its state") {
   const std::string deep = std::string(3000, '[') + std::string(3000, ']');
   const std::string doc =
