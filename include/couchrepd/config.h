@@ -202,8 +202,13 @@ struct Config {
       kText,  // one human-readable line per event
       kJson,  // one JSON object per line, for log collectors
     };
+    enum class Output {
+      kStderr,   // standard error (text or JSON lines)
+      kJournal,  // systemd's journal, with the structured fields as journal fields
+    };
     Level level = Level::kInfo;  // debug and trace are verbose (per request, per batch)
     Format format = Format::kText;
+    Output output = Output::kStderr;
     bool operator==(const Log&) const = default;
   };
 
@@ -248,5 +253,6 @@ std::string_view Name(Config::Server::Auth auth);
 std::string_view Name(Config::Replicator::WriteBack mode);
 std::string_view Name(Config::Log::Level level);
 std::string_view Name(Config::Log::Format format);
+std::string_view Name(Config::Log::Output output);
 
 }  // namespace couchrepd

@@ -23,6 +23,7 @@
 #include "couchrepd/clock.h"
 #include "couchrepd/couch_client.h"
 #include "couchrepd/endpoint_tls.h"
+#include "couchrepd/log.h"
 #include "couchrepd/replication_id.h"
 #include "couchrepd/replication_spec.h"
 #include "couchrepd/replication_stats.h"
@@ -41,6 +42,10 @@ struct JobSettings {
   std::string temp_dir;  // replication.temp_dir ("" = $TMPDIR, else /tmp)
   Duration heartbeat = std::chrono::seconds(10);  // continuous source feed
   std::string log_prefix;    // e.g. "[_replicator/mydoc]"
+  // Structured log fields of every line the job's threads write: db and
+  // doc_id of its document (serve); the job adds replication_id, source and
+  // target (display URLs, no credentials).
+  LogFields log_fields;
 };
 
 struct JobSnapshot {

@@ -14,5 +14,8 @@ HttpOptions HttpOptionsFromConfig(const Config& config);
 Result<Endpoint> ServerEndpointFromConfig(const Config& config);
 // Registers the config's secrets with the log scrubber (idempotent).
 void RegisterConfigSecrets(const Config& config);
+// Sets logging up as config.log says (level, format, output); when the
+// journal was asked for but none answers, logs to stderr and warns.
+void InitLoggingFromConfig(const Config& config);
 
 }  // namespace couchrepd

@@ -571,6 +571,7 @@ std::vector<Field> Loader::Fields(Config& c) {
   using WriteBack = Config::Replicator::WriteBack;
   using Level = Config::Log::Level;
   using Format = Config::Log::Format;
+  using Output = Config::Log::Output;
   Config::Server& server = c.server;
   Config::Replicator& replicator = c.replicator;
   Config::Scheduler& scheduler = c.scheduler;
@@ -675,6 +676,7 @@ std::vector<Field> Loader::Fields(Config& c) {
               Enum("level", c.log.level,
                    {Level::kTrace, Level::kDebug, Level::kInfo, Level::kWarn, Level::kError}),
               Enum("format", c.log.format, {Format::kText, Format::kJson}),
+              Enum("output", c.log.output, {Output::kStderr, Output::kJournal}),
           }),
       Dur("shutdown_timeout", c.shutdown_timeout),
   };

@@ -123,6 +123,16 @@ std::string_view Name(Config::Log::Format format) {
   return "?";
 }
 
+std::string_view Name(Config::Log::Output output) {
+  switch (output) {
+    case Config::Log::Output::kStderr:
+      return "stderr";
+    case Config::Log::Output::kJournal:
+      return "journal";
+  }
+  return "?";
+}
+
 std::string DescribeConfig(const Config& c) {
   Writer w;
   const Config::Server& server = c.server;
@@ -231,6 +241,7 @@ std::string DescribeConfig(const Config& c) {
   w.Section(0, "log");
   w.Line(1, "level", std::string(Name(c.log.level)));
   w.Line(1, "format", std::string(Name(c.log.format)));
+  w.Line(1, "output", std::string(Name(c.log.output)));
 
   w.Line(0, "shutdown_timeout", Dur(c.shutdown_timeout));
   return w.Take();

@@ -282,7 +282,8 @@ struct Engine::Impl {
         validation = {true, ""};
       } else {
         std::string reason = ScrubSecrets(s.error().Message());
-        spdlog::warn("could not install _design/_replicator in {}: {}", name, reason);
+        LogWith({.db = name, .error = reason}, spdlog::level::warn,
+                "could not install _design/_replicator in {}: {}", name, reason);
         validation = {false, "_design/_replicator could not be installed: " + reason};
       }
       return OkStatus();
@@ -337,6 +338,7 @@ struct Engine::Impl {
   }
 
   void RunFeed(Feed& feed) {
+    ScopedLogFields log_scope({.db = feed.db});
     CouchClient db = ServerClient().Database(feed.db);
     std::string since = "0";
     std::optional<ValidationState> validation_sent;
@@ -354,7 +356,8 @@ struct Engine::Impl {
           h.connected = false;
           h.error = reason;
         });
-        spdlog::warn("replicator database {}: {}", feed.db, reason);
+        LogWith({.error = reason}, spdlog::level::warn, "replicator database {}: {}", feed.db,
+                reason);
         if (prepared.error().http_status == 404) {
           Event e;
           e.kind = Event::Kind::kFeedLost;
@@ -408,7 +411,8 @@ struct Engine::Impl {
               h.error = reason;
               ++h.reconnects;
             });
-            spdlog::info("replicator feed {} reconnecting: {}", feed.db, reason);
+            LogWith({.error = reason}, spdlog::level::info, "replicator feed {} reconnecting: {}",
+                    feed.db, reason);
           });
       if (feed.cancel.cancelled()) break;
       if (!r.ok()) {
@@ -418,7 +422,8 @@ struct Engine::Impl {
           h.error = reason;
           ++h.reconnects;
         });
-        spdlog::warn("replicator feed {} failed: {}", feed.db, reason);
+        LogWith({.error = reason}, spdlog::level::warn, "replicator feed {} failed: {}", feed.db,
+                reason);
         if (r.error().http_status == 404) {
           Event e;
           e.kind = Event::Kind::kFeedLost;
@@ -489,6 +494,8 @@ struct Engine::Impl {
     id.base = job_id.substr(0, job_id.find('+'));
     s.id = id;
     s.log_prefix = "[" + rec.database + "/" + rec.doc_id + " " + id.base.substr(0, 8) + "]";
+    s.log_fields.db = rec.database;
+    s.log_fields.doc_id = rec.doc_id;
     return s;
   }
 
@@ -533,8 +540,26 @@ struct Engine::Impl {
     });
     runners[job_id] = std::move(r);
     ++counters.jobs_started;
-    spdlog::info("{} started", prefix);
+    LogWith({.db = rec->second.database,
+             .doc_id = rec->second.doc_id,
+             .replication_id = job_id,
+             .job_state = "running"},
+            spdlog::level::info, "{} started", prefix);
     Apply(processor.OnJobStarted(job_id, now), now);
+  }
+
+  // The structured log fields of a job's line written by the engine.
+  LogFields JobLogFields(const std::string& job_id, std::string job_state, std::string error) {
+    LogFields f;
+    f.replication_id = job_id;
+    f.job_state = std::move(job_state);
+    f.error = std::move(error);
+    auto rec = jobs.find(job_id);
+    if (rec != jobs.end()) {
+      f.db = rec->second.database;
+      f.doc_id = rec->second.doc_id;
+    }
+    return f;
   }
 
   void StopRunner(const std::string& job_id) {
@@ -581,7 +606,8 @@ struct Engine::Impl {
     if (was_stopping || !current) return;  // we asked it to stop
     const Result<JobEnd>& end = *e.end;
     if (end.ok() && *end == JobEnd::kCompleted) {
-      spdlog::info("[{}] completed: {} docs written", e.job_id, e.progress.stats.docs_written);
+      LogWith(JobLogFields(e.job_id, "completed", ""), spdlog::level::info,
+              "[{}] completed: {} docs written", e.job_id, e.progress.stats.docs_written);
       ReplicationProgress p;
       p.stats = e.progress.stats;
       p.changes_pending = 0;
@@ -600,7 +626,8 @@ struct Engine::Impl {
       if (rec != jobs.end()) rec->second.reduced = true;
     }
     ++counters.jobs_crashed;
-    spdlog::warn("[{}] crashed: {}", e.job_id, reason);
+    LogWith(JobLogFields(e.job_id, "crashing", reason), spdlog::level::warn, "[{}] crashed: {}",
+            e.job_id, reason);
     Apply(scheduler.OnCrashed(e.job_id, reason, now), now);
     int crashes = 1;
     if (auto view = scheduler.Job(e.job_id)) crashes = view->consecutive_crashes;
@@ -672,13 +699,23 @@ struct Engine::Impl {
           if (shutting_down.load()) break;
           DocKey key = a.doc;
           StateWrite write = a.write;
+          if (write.state == "error" || write.state == "failed") {
+            std::string reason = write.reason.value_or("");
+            LogWith({.db = key.db,
+                     .doc_id = key.doc_id,
+                     .replication_id = write.replication_id.value_or(""),
+                     .job_state = *write.state,
+                     .error = reason},
+                    spdlog::level::warn, "{}/{}: {}: {}", key.db, key.doc_id, *write.state, reason);
+          }
           writers->Post(std::hash<std::string>{}(key.db + "/" + key.doc_id), [this, key, write] {
             // One session (connections, cookie) serves every write-back.
             CouchClient db = writer_client->Database(key.db);
             Status s = WriteState(db, key.doc_id, write, clock, RandomUnit);
             if (!s.ok()) {
-              spdlog::warn("could not write the state of {}/{}: {}", key.db, key.doc_id,
-                           ScrubSecrets(s.error().Message()));
+              std::string error = ScrubSecrets(s.error().Message());
+              LogWith({.db = key.db, .doc_id = key.doc_id, .error = error}, spdlog::level::warn,
+                      "could not write the state of {}/{}: {}", key.db, key.doc_id, error);
             }
           });
           break;
@@ -746,8 +783,7 @@ struct Engine::Impl {
   }
 
   void ApplyReload(const Config& next, TimePoint now) {
-    InitLogging(Name(next.log.level),
-                next.log.format == Config::Log::Format::kJson ? LogFormat::kJson : LogFormat::kText);
+    InitLoggingFromConfig(next);
     RegisterConfigSecrets(next);
     {
       std::lock_guard<std::mutex> lock(events_mu);

@@ -51,9 +51,14 @@ struct ReplicationJob::Impl {
     // stopped (SPEC §2.3), also while it waits on a slow server.
     source.SetCancel(&job_cancel);
     target.SetCancel(&job_cancel);
+    log_fields = settings.log_fields;
+    log_fields.replication_id = settings.id.full;
+    log_fields.source = source.DisplayUrl();
+    log_fields.target = target.DisplayUrl();
   }
 
   JobSettings settings;
+  LogFields log_fields;  // set on each of the job's threads
   Clock& clock;
   CouchClient source;
   CouchClient target;
@@ -401,6 +406,7 @@ Status ReplicationJob::Impl::Checkpoint() {
 }
 
 Result<JobEnd> ReplicationJob::Impl::Run() {
+  ScopedLogFields log_scope(log_fields);
   Status started = Start();
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -415,9 +421,15 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
   std::thread reader;
   std::vector<std::thread> workers;
   try {
-    reader = std::thread([this] { ReadFeedGuarded(); });
+    reader = std::thread([this] {
+      ScopedLogFields log_scope(log_fields);
+      ReadFeedGuarded();
+    });
     for (int i = 0; i < settings.spec.worker_processes; ++i) {
-      workers.emplace_back([this] { Work(); });
+      workers.emplace_back([this] {
+        ScopedLogFields log_scope(log_fields);
+        Work();
+      });
     }
   } catch (const std::system_error& e) {
     // Out of threads: fail the job cleanly; the threads that did start end.

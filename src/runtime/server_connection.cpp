@@ -61,6 +61,22 @@ Result<Endpoint> ServerEndpointFromConfig(const Config& config) {
   return e;
 }
 
+void InitLoggingFromConfig(const Config& config) {
+  LogFormat format =
+      config.log.format == Config::Log::Format::kJson ? LogFormat::kJson : LogFormat::kText;
+  bool journal = config.log.output == Config::Log::Output::kJournal;
+  if (!InitLogging(Name(config.log.level), format,
+                   journal ? LogOutput::kJournal : LogOutput::kStderr)) {
+    spdlog::warn("log.output is journal, but {}; logging to stderr",
+#ifdef COUCHREPD_HAVE_SYSTEMD
+                 "no systemd journal answers on this machine"
+#else
+                 "this couchrepd was built without libsystemd"
+#endif
+    );
+  }
+}
+
 void RegisterConfigSecrets(const Config& config) {
   if (!config.server.password.empty()) {
     RegisterBasicCredentials(config.server.username, config.server.password);
