@@ -244,6 +244,7 @@ limits:
 log:
   level: DEBUG
   format: json
+  output: journal
 shutdown_timeout: 1m30s
 )";
   Config c = MustLoad(yaml);
@@ -304,6 +305,7 @@ shutdown_timeout: 1m30s
   CHECK_FALSE(c.status.dashboard);
   CHECK(c.log.level == Config::Log::Level::kDebug);
   CHECK(c.log.format == Config::Log::Format::kJson);
+  CHECK(c.log.output == Config::Log::Output::kJournal);
   CHECK(c.shutdown_timeout == seconds(90));
 }
 
@@ -404,6 +406,8 @@ TEST_CASE("enum values are checked") {
   CHECK_PROBLEM(Problems("log: {level: verbose}"),
                 "log.level: must be one of trace, debug, info, warn, error, got \"verbose\"");
   CHECK_PROBLEM(Problems("log: {format: xml}"), "log.format: must be one of text, json");
+  CHECK_PROBLEM(Problems("log: {output: syslog}"), "log.output: must be one of stderr, journal");
+  CHECK(MustLoad("").log.output == Config::Log::Output::kStderr);
   CHECK_PROBLEM(Problems("server: {auth: digest}"), "server.auth: must be one of basic, cookie");
   CHECK(MustLoad("log: {level: Warn}").log.level == Config::Log::Level::kWarn);
 }
