@@ -48,13 +48,12 @@ struct JobDescription {
   double start_unix = 0;  // of the current or last run
 };
 
+// Counters since the engine started; they only grow.
 struct EngineCounters {
-  uint64_t checkpoints_ok = 0;
+  uint64_t checkpoints_ok = 0;      // of ended runs and of the runs still going
   uint64_t checkpoints_failed = 0;
   uint64_t jobs_started = 0;
   uint64_t jobs_crashed = 0;
-  uint64_t writes_ok = 0;
-  uint64_t writes_failed = 0;
 };
 
 struct EngineSnapshot {

@@ -7,9 +7,14 @@
 // a URL, never credentials). The counters only grow; the renderer reads a
 // copy (HttpMetrics()).
 //
+// Hosts come from replication documents, which anyone who may write one
+// chooses: the first kMaxHostLabels hosts seen get a label of their own,
+// every later one is counted under kOtherHosts, so the series stay bounded.
+//
 // Thread-safe: RecordHttpEvent is called from every job and feed thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -29,6 +34,9 @@ struct HostHttpCounters {
   uint64_t rate_limited = 0;       // 429 answers that slowed the pacing down
   bool operator==(const HostHttpCounters&) const = default;
 };
+
+inline constexpr size_t kMaxHostLabels = 64;
+inline constexpr const char* kOtherHosts = "other";
 
 struct HttpMetricsSnapshot {
   std::map<std::string, HostHttpCounters> hosts;  // by "host:port"

@@ -546,12 +546,20 @@ std::string RenderMetrics(const EngineSnapshot& s, const HttpMetricsSnapshot& ht
                  "Source changes a job has not processed yet.");
   Family checkpoint_age("couchrepd_job_checkpoint_age_seconds", "gauge",
                         "Seconds since a running job's last checkpoint (since its start if none).");
-  uint64_t checkpoints_ok = 0;
-  uint64_t checkpoints_failed = 0;
+  // Per-job series exist while the job does: they are rendered from the
+  // current jobs only, so a job's series disappear with its document.
+  Family job_info("couchrepd_job_info", "gauge",
+                  "1 for each job: its replicator database, document and scheduler state.");
   for (size_t i = 0; i < s.jobs.size(); ++i) {
+    const JobView& v = s.jobs[i];
+    job_info.Add({{"replication_id", v.info.id},
+                  {"database", v.info.database},
+                  {"doc_id", v.info.doc_id},
+                  {"state", std::string(Name(v.state))}},
+                 uint64_t{1});
     const JobSnapshot* p = ProgressAt(s, static_cast<int64_t>(i));
     if (p == nullptr) continue;
-    Labels id = {{"replication_id", s.jobs[i].info.id}};
+    Labels id = {{"replication_id", v.info.id}};
     docs_read.Add(id, p->stats.docs_read);
     docs_written.Add(id, p->stats.docs_written);
     write_failures.Add(id, p->stats.doc_write_failures);
@@ -562,13 +570,11 @@ std::string RenderMetrics(const EngineSnapshot& s, const HttpMetricsSnapshot& ht
       double since = p->last_checkpoint_unix > 0 ? p->last_checkpoint_unix : p->started_unix;
       if (since > 0) checkpoint_age.Add(id, std::max(0.0, s.unix_now - since));
     }
-    checkpoints_ok += p->checkpoints_ok;
-    checkpoints_failed += p->checkpoints_failed;
   }
   Family checkpoints("couchrepd_checkpoints_total", "counter",
-                     "Checkpoints saved (ok) or not (failed) by the current runs of the jobs.");
-  checkpoints.Add({{"result", "ok"}}, checkpoints_ok);
-  checkpoints.Add({{"result", "failed"}}, checkpoints_failed);
+                     "Checkpoints saved (ok) or not (failed) by every job run since start.");
+  checkpoints.Add({{"result", "ok"}}, s.counters.checkpoints_ok);
+  checkpoints.Add({{"result", "failed"}}, s.counters.checkpoints_failed);
   Family started("couchrepd_job_starts_total", "counter", "Job runs started.");
   started.Add({}, s.counters.jobs_started);
   Family crashed("couchrepd_job_crashes_total", "counter", "Job runs that crashed.");
@@ -608,10 +614,11 @@ std::string RenderMetrics(const EngineSnapshot& s, const HttpMetricsSnapshot& ht
 
   std::string out;
   for (const Family* f :
-       {&build,          &jobs,         &docs,          &docs_read,  &docs_written,
-        &write_failures, &revs_checked, &missing_found, &pending,    &checkpoint_age,
-        &checkpoints,    &started,      &crashed,       &requests,   &failures,
-        &retries,        &limited,      &connected,     &reconnects, &processed}) {
+       {&build,       &jobs,           &docs,         &job_info,      &docs_read,
+        &docs_written, &write_failures, &revs_checked, &missing_found, &pending,
+        &checkpoint_age, &checkpoints,  &started,      &crashed,       &requests,
+        &failures,    &retries,        &limited,      &connected,     &reconnects,
+        &processed}) {
     f->AppendTo(out);
   }
   return out;

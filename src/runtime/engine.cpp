@@ -176,6 +176,8 @@ struct Engine::Impl {
   TimePoint last_snapshot{};
   bool dirty = true;
   EngineCounters counters;
+  uint64_t ended_checkpoints_ok = 0;  // of runs that have ended (OnJobEnded)
+  uint64_t ended_checkpoints_failed = 0;
 
   // --- shared ---
   std::mutex events_mu;
@@ -596,6 +598,10 @@ struct Engine::Impl {
       current = true;
     }
     jobs_progress_keep(e.job_id, e.progress);
+    // The run's final counts move from the live sum to the ended total in
+    // one step, so couchrepd_checkpoints_total never goes down.
+    ended_checkpoints_ok += e.progress.checkpoints_ok;
+    ended_checkpoints_failed += e.progress.checkpoints_failed;
     dirty = true;
     if (deferred_starts.erase(e.job_id)) {
       if (jobs.count(e.job_id) && scheduler.Job(e.job_id) &&
@@ -833,6 +839,15 @@ struct Engine::Impl {
       for (const auto& [db, h] : health) s->feeds.push_back(h);
     }
     s->counters = counters;
+    s->counters.checkpoints_ok = ended_checkpoints_ok;
+    s->counters.checkpoints_failed = ended_checkpoints_failed;
+    auto add_live = [&](const Runner& r) {
+      JobSnapshot live = r.job->Snapshot();
+      s->counters.checkpoints_ok += live.checkpoints_ok;
+      s->counters.checkpoints_failed += live.checkpoints_failed;
+    };
+    for (const auto& [id, r] : runners) add_live(r);
+    for (const auto& r : stopping) add_live(r);
     s->shutting_down = shutting_down.load();
     std::lock_guard<std::mutex> lock(snapshot_mu);
     snapshot = std::move(s);

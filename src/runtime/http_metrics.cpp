@@ -21,7 +21,14 @@ Registry& TheRegistry() {
 void RecordHttpEvent(const HttpEvent& event) {
   Registry& r = TheRegistry();
   std::lock_guard<std::mutex> lock(r.mu);
-  HostHttpCounters& c = r.counters.hosts[event.host];
+  auto& hosts = r.counters.hosts;
+  auto it = hosts.find(event.host);
+  if (it == hosts.end()) {
+    // kOtherHosts itself is created once the labelled ones are taken.
+    bool full = hosts.size() - hosts.count(kOtherHosts) >= kMaxHostLabels;
+    it = hosts.try_emplace(full ? std::string(kOtherHosts) : event.host).first;
+  }
+  HostHttpCounters& c = it->second;
   switch (event.kind) {
     case HttpEvent::Kind::kResponse:
       if (event.status >= 500) {

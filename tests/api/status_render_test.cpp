@@ -168,6 +168,8 @@ EngineSnapshot Sample() {
   s.feeds = {main_feed, team_feed};
   s.counters.jobs_started = 3;
   s.counters.jobs_crashed = 1;
+  s.counters.checkpoints_ok = 2;
+  s.counters.checkpoints_failed = 1;
   return s;
 }
 
@@ -587,6 +589,15 @@ TEST_CASE("status render: /metrics, exactly") {
       "couchrepd_replication_docs{state=\"failed\"} 1\n"
       "couchrepd_replication_docs{state=\"completed\"} 1\n"
       "couchrepd_replication_docs{state=\"duplicate\"} 1\n"
+      "# HELP couchrepd_job_info 1 for each job: its replicator database, document and scheduler "
+      "state.\n"
+      "# TYPE couchrepd_job_info gauge\n"
+      "couchrepd_job_info{replication_id=\"" + kCont +
+      "\",database=\"_replicator\",doc_id=\"rec_cont\",state=\"running\"} 1\n"
+      "couchrepd_job_info{replication_id=\"" + kPend +
+      "\",database=\"team/_replicator\",doc_id=\"a\\\"b/c\",state=\"pending\"} 1\n"
+      "couchrepd_job_info{replication_id=\"" + kCrash +
+      "\",database=\"_replicator\",doc_id=\"rec_crash\",state=\"crashing\"} 1\n"
       "# HELP couchrepd_job_docs_read_total Revisions a job read from its source (kept across "
       "restarts).\n"
       "# TYPE couchrepd_job_docs_read_total counter\n"
@@ -646,8 +657,8 @@ TEST_CASE("status render: /metrics, exactly") {
       "couchrepd_job_checkpoint_age_seconds" +
       id_cont +
       " 4.500\n"
-      "# HELP couchrepd_checkpoints_total Checkpoints saved (ok) or not (failed) by the current "
-      "runs of the jobs.\n"
+      "# HELP couchrepd_checkpoints_total Checkpoints saved (ok) or not (failed) by every job run "
+      "since start.\n"
       "# TYPE couchrepd_checkpoints_total counter\n"
       "couchrepd_checkpoints_total{result=\"ok\"} 2\n"
       "couchrepd_checkpoints_total{result=\"failed\"} 1\n"

@@ -882,6 +882,96 @@ TEST_CASE("http metrics: a client's responses, connection errors, retries and 42
   CHECK(HttpMetrics().hosts.empty());
 }
 
+TEST_CASE("http metrics: hosts past the cap are counted as other") {
+  ResetHttpMetrics();
+  for (size_t i = 0; i < kMaxHostLabels + 36; ++i) {
+    HttpEvent e;
+    e.kind = HttpEvent::Kind::kConnectionError;
+    e.host = "host-" + std::to_string(i) + ".example:5984";
+    RecordHttpEvent(e);
+    RecordHttpEvent(e);
+  }
+  HttpMetricsSnapshot m = HttpMetrics();
+  CHECK(m.hosts.size() == kMaxHostLabels + 1);
+  CHECK(m.hosts.count("host-0.example:5984") == 1);
+  CHECK(m.hosts.count("host-63.example:5984") == 1);
+  CHECK(m.hosts.count("host-64.example:5984") == 0);
+  CHECK(m.hosts[kOtherHosts].connection_errors == 2 * 36);
+  CHECK(m.hosts["host-5.example:5984"].connection_errors == 2);
+  // A host that has its label keeps it.
+  HttpEvent again;
+  again.kind = HttpEvent::Kind::kResponse;
+  again.status = 200;
+  again.host = "host-5.example:5984";
+  RecordHttpEvent(again);
+  CHECK(HttpMetrics().hosts["host-5.example:5984"].status_2xx == 1);
+  ResetHttpMetrics();
+}
+
+// Issue 12: the series of /metrics stay bounded whatever documents name.
+TEST_CASE("serve /metrics: per-job series go with their job; document hosts are capped") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("card-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 3);
+  ServeProcess serve(WithBackoff(ServeConfig(server), "backoff: {initial: 30s, max: 60s}"));
+  StatusClient ops(StatusPort(serve));
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDbInfo().ok(); }, 10s));
+  REQUIRE(rep.PutDoc("card-job", "{\"source\":\"" + server.url() + "/card-src\",\"target\":\"" +
+                                     server.url() + "/card-tgt\",\"create_target\":true," +
+                                     "\"continuous\":true}")
+              .ok());
+  REQUIRE(WaitForState(rep, "card-job", "triggered"));
+  std::string job_id = JsonText(*rep.GetDoc("card-job"), {"_replication_id"});
+  auto metrics = [&] {
+    auto m = ParsePrometheusText(ops.Get("/metrics").body);
+    REQUIRE_MESSAGE(m.ok(), m.error);
+    return m;
+  };
+  auto series_of_job = [&](const PromParse& m) {
+    int n = 0;
+    for (const auto& [name, f] : m.families) {
+      for (const auto& sample : f.samples) {
+        auto it = sample.labels.find("replication_id");
+        n += it != sample.labels.end() && it->second == job_id;
+      }
+    }
+    return n;
+  };
+  REQUIRE(WaitUntil([&] { return series_of_job(metrics()) >= 7; }, 10s));
+  CHECK(metrics().Value("couchrepd_job_info", {{"replication_id", job_id},
+                                               {"database", "_replicator"},
+                                               {"doc_id", "card-job"},
+                                               {"state", "running"}}) == 1);
+
+  // 80 documents, each naming a host:port of its own (closed loopback ports).
+  const int kHosts = static_cast<int>(kMaxHostLabels) + 16;
+  for (int i = 0; i < kHosts; ++i) {
+    std::string url = "http://127.0.0.1:" + std::to_string(1 + i) + "/x";
+    REQUIRE(rep.PutDoc("far-" + std::to_string(i),
+                       "{\"source\":\"" + url + "\",\"target\":\"" + server.url() + "/far-tgt\"}")
+                .ok());
+  }
+  auto host_labels = [&](const PromParse& m) {
+    std::set<std::string> hosts;
+    auto f = m.families.find("couchrepd_http_requests_total");
+    if (f == m.families.end()) return hosts;
+    for (const auto& sample : f->second.samples) hosts.insert(sample.labels.at("host"));
+    return hosts;
+  };
+  CHECK(WaitUntil([&] { return host_labels(metrics()).count("other") == 1; }, 60s));
+  std::set<std::string> hosts = host_labels(metrics());
+  CHECK(hosts.size() == kMaxHostLabels + 1);
+  CHECK(hosts.count("127.0.0.1:" + std::to_string(server.port())) == 1);  // the server came first
+
+  // Deleting the document removes every series of its job.
+  REQUIRE(rep.DeleteDoc("card-job", JsonText(*rep.GetDoc("card-job"), {"_rev"})).ok());
+  CHECK(WaitUntil([&] { return series_of_job(metrics()) == 0; }, 10s));
+  CHECK(metrics().Value("couchrepd_checkpoints_total", {{"result", "ok"}}) >= 1);
+}
+
 // Issue 12: `couchrepd status` reads a running instance like `kubectl get`.
 TEST_CASE("couchrepd status: a table of the documents, one in detail, JSON; exit 1 on trouble") {
   auto Contains = [](const std::string& text, const std::string& part) {
