@@ -16,6 +16,8 @@ std::string Base64Encode(std::string_view bytes);
 // nullopt when the text is not base64.
 std::optional<std::string> Base64Decode(std::string_view text);
 std::string HexEncode(std::string_view bytes);
+// ASCII letters to lower case, every other byte as it is (no locale).
+std::string AsciiLower(std::string_view text);
 std::string Md5(std::string_view bytes);  // 16 raw bytes
 std::string HmacSha256Hex(std::string_view key, std::string_view message);
 // 32 random lowercase hex characters (session ids, boundaries).

@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "couchrepd/config.h"
+#include "couchrepd/encoding.h"
 #include "couchrepd/duration.h"
 #include "couchrepd/url.h"
 
@@ -48,12 +49,6 @@ struct Field {
 
 std::string Join(const std::string& path, std::string_view key) {
   return path.empty() ? std::string(key) : path + "." + std::string(key);
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 std::string_view Trim(std::string_view s) {
@@ -106,7 +101,7 @@ size_t EditDistance(std::string_view a, std::string_view b) {
 }
 
 std::string Suggestion(std::string_view key, const std::vector<Field>& fields) {
-  std::string lower = Lower(key);
+  std::string lower = AsciiLower(key);
   const Field* best = nullptr;
   size_t best_distance = 3;  // suggest only close misspellings
   for (const Field& f : fields) {
@@ -364,7 +359,7 @@ Field Loader::Path(std::string key, std::string& out) {
 Field Loader::Bool(std::string key, bool& out) {
   return {std::move(key), [this, &out](const YAML::Node& n, const std::string& p) {
             if (n.IsNull()) return;
-            std::string v = n.IsScalar() ? Lower(Trim(n.Scalar())) : "";
+            std::string v = n.IsScalar() ? AsciiLower(Trim(n.Scalar())) : "";
             if (v == "true" || v == "yes" || v == "on") {
               out = true;
             } else if (v == "false" || v == "no" || v == "off") {
@@ -414,7 +409,7 @@ Field Loader::Enum(std::string key, E& out, std::vector<E> values) {
   return {std::move(key),
           [this, &out, values = std::move(values)](const YAML::Node& n, const std::string& p) {
             if (n.IsNull()) return;
-            std::string v = n.IsScalar() ? Lower(Trim(n.Scalar())) : "";
+            std::string v = n.IsScalar() ? AsciiLower(Trim(n.Scalar())) : "";
             std::string names;
             for (E e : values) {
               if (v == Name(e)) {
@@ -543,7 +538,7 @@ void Loader::ReadHeaders(const YAML::Node& n, const std::string& path,
               "has an invalid header name (allowed: letters, digits and !#$%&'*+-.^_`|~)");
       continue;
     }
-    std::string lower = Lower(name);
+    std::string lower = AsciiLower(name);
     if (!seen.insert(lower).second) {
       Problem(entry.first, item_path, "is set twice (header names ignore case)");
       continue;
@@ -707,7 +702,7 @@ void Loader::CheckConsistency(const Config& c) {
   }
   bool has_authorization =
       std::any_of(c.server.headers.begin(), c.server.headers.end(),
-                  [](const auto& h) { return Lower(h.first) == "authorization"; });
+                  [](const auto& h) { return AsciiLower(h.first) == "authorization"; });
   if (has_authorization && !c.server.username.empty()) {
     Problem("server.headers", "sets Authorization and server.username is set too; keep one");
   }

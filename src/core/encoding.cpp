@@ -75,4 +75,12 @@ std::string RandomHex32() {
   return HexEncode(std::string_view(reinterpret_cast<char*>(bytes), sizeof bytes));
 }
 
+std::string AsciiLower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
 }  // namespace couchrepd

@@ -1,4 +1,5 @@
 #include "couchrepd/multipart.h"
+#include "couchrepd/encoding.h"
 
 #include <simdjson.h>
 
@@ -20,16 +21,8 @@ std::string_view TrimHeaderSpace(std::string_view s) {
   return s;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && Lower(a) == Lower(b);
+  return a.size() == b.size() && AsciiLower(a) == AsciiLower(b);
 }
 
 std::string At(uint64_t offset) { return " (at offset " + std::to_string(offset) + ")"; }
@@ -69,7 +62,7 @@ bool ParseHeaderBlock(std::string_view block, MultipartHeaders& out, std::string
       bad_line = std::string(line.substr(0, 80));
       return false;
     }
-    out.fields.emplace_back(Lower(name), std::string(TrimHeaderSpace(line.substr(colon + 1))));
+    out.fields.emplace_back(AsciiLower(name), std::string(TrimHeaderSpace(line.substr(colon + 1))));
   }
   return true;
 }
@@ -127,7 +120,7 @@ std::optional<std::string> HeaderParam(std::string_view value, std::string_view 
 }
 
 std::string MediaType(std::string_view content_type) {
-  return Lower(TrimHeaderSpace(content_type.substr(0, content_type.find(';'))));
+  return AsciiLower(TrimHeaderSpace(content_type.substr(0, content_type.find(';'))));
 }
 
 std::optional<std::string> MultipartBoundary(std::string_view content_type) {
@@ -446,7 +439,7 @@ struct MultipartRelatedReader::Impl {
     OpenRevsAttachment att;
     att.name = stub.name;
     att.content_type = std::string(h.Get("content-type").value_or(stub.content_type));
-    att.encoding = h.Get("content-encoding") ? Lower(*h.Get("content-encoding")) : stub.encoding;
+    att.encoding = h.Get("content-encoding") ? AsciiLower(*h.Get("content-encoding")) : stub.encoding;
     if (att.encoding == "identity") att.encoding.clear();
     expected_length = stub.length;
     if (auto cl = h.Get("content-length")) {

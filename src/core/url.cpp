@@ -1,4 +1,5 @@
 #include "couchrepd/url.h"
+#include "couchrepd/encoding.h"
 
 #include <algorithm>
 #include <cctype>
@@ -18,13 +19,6 @@ int HexValue(char c) {
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
 }
 
 Error UrlError(std::string reason) { return Error::Permanent("bad_url", std::move(reason)); }
@@ -95,7 +89,7 @@ Result<Url> ParseUrl(std::string_view text) {
   if (colon == std::string_view::npos) {
     return UrlError("not an absolute URL (expected http:// or https://)");
   }
-  url.scheme = Lower(text.substr(0, colon));
+  url.scheme = AsciiLower(text.substr(0, colon));
   if (url.scheme != "http" && url.scheme != "https") {
     return UrlError("unsupported scheme `" + url.scheme + "` (only http and https)");
   }

@@ -381,7 +381,8 @@ Result<ChangesResult> CouchClient::FollowChanges(ChangesRequest request,
   // Reconnecting is for a feed that was cut, not for a server that stays
   // away: failures without a row in between end the feed (its job crashes,
   // and is visibly `crashing`) once they outlast retry.request_budget.
-  std::optional<TimePoint> failing_since;
+  bool failing = false;  // since failing_since, without a row
+  TimePoint failing_since{};
   auto handler = [&](ChangeRow&& row) {
     request.since = row.seq;
     total.last_seq = row.seq;
@@ -397,9 +398,9 @@ Result<ChangesResult> CouchClient::FollowChanges(ChangesRequest request,
     auto r = Changes(request, handler, &cancel);
     if (stopped || cancel.cancelled()) return total;
     Error reason;
-    if (total.rows > rows_before) failing_since.reset();
+    if (total.rows > rows_before) failing = false;
     if (r.ok()) {
-      failing_since.reset();
+      failing = false;
       if (r->last_seq) request.since = r->last_seq;
       total.last_seq = request.since;
       if (!request.heartbeat && request.timeout) {
@@ -413,9 +414,10 @@ Result<ChangesResult> CouchClient::FollowChanges(ChangesRequest request,
       if (!r.error().temporary() || r.error().error == "too_many_open_files") return r.error();
       reason = r.error();
       const TimePoint now = session_->clock().Now();
-      if (!failing_since) {
+      if (!failing) {
+        failing = true;
         failing_since = now;
-      } else if (now - *failing_since > session_->options().retry.budget) {
+      } else if (now - failing_since > session_->options().retry.budget) {
         Error e = reason;
         e.reason = "the changes feed kept failing past retry.request_budget: " + e.reason;
         return e;

@@ -29,16 +29,10 @@ constexpr double kCookieRefreshShare = 0.1;
 // CouchDB's default session lifetime when Max-Age is absent.
 constexpr Duration kDefaultCookieLifetime = std::chrono::minutes(10);
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 HttpResponse HeadOf(const httplib::Response& res) {
   HttpResponse out;
   out.status = res.status;
-  for (const auto& [name, value] : res.headers) out.headers.emplace_back(Lower(name), value);
+  for (const auto& [name, value] : res.headers) out.headers.emplace_back(AsciiLower(name), value);
   return out;
 }
 
@@ -235,7 +229,7 @@ void HttpSession::NoteSetCookie(const HttpResponse& response) {
     if (value.rfind("AuthSession=", 0) != 0) continue;
     std::string cookie = value.substr(0, value.find(';'));
     Duration lifetime = kDefaultCookieLifetime;
-    std::string lower = Lower(value);
+    std::string lower = AsciiLower(value);
     size_t ma = lower.find("max-age=");
     if (ma != std::string::npos) {
       long seconds = std::strtol(lower.c_str() + ma + 8, nullptr, 10);
@@ -339,7 +333,7 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
   bool has_accept = false;
   for (size_t i = 0; i < call.headers.size(); ++i) {
     const auto& [name, value] = call.headers[i];
-    std::string lower = Lower(name);
+    std::string lower = AsciiLower(name);
     // Off the endpoint's origin: neither credentials nor its custom headers.
     if (!with_auth && (IsCredentialHeader(lower) || i < call.endpoint_headers)) continue;
     if (lower == "accept") has_accept = true;
