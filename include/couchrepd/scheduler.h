@@ -129,11 +129,10 @@ class Scheduler {
   std::vector<SchedulerAction> Remove(const std::string& id, TimePoint now);
 
   // Reports from the engine about a running job. OnCrashed is ignored unless the
-  // job is running (e.g. it crashed while being stopped). OnCompleted/OnFailed
-  // accept any job not yet completed or failed (a job may finish while stopping).
+  // job is running (e.g. it crashed while being stopped). OnCompleted accepts
+  // any job not yet completed (a job may finish while stopping).
   std::vector<SchedulerAction> OnCrashed(const std::string& id, const std::string& reason, TimePoint now);
   std::vector<SchedulerAction> OnCompleted(const std::string& id, TimePoint now);
-  std::vector<SchedulerAction> OnFailed(const std::string& id, const std::string& reason, TimePoint now);
 
   // Periodic work: call at NextWakeup() (and whenever convenient; extra calls
   // are harmless). Starts jobs whose backoff ended, fills free slots,

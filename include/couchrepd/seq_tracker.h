@@ -13,10 +13,6 @@
 //   - Complete(tag) marks that batch done.
 //   - through_seq() is the last sequence of the highest-tagged batch such that
 //     it and every earlier batch are done; before that, the run's start seq.
-//   - AddMarker(seq) records a position that needs no work, e.g. the feed's
-//     `last_seq` after filtered-out changes or an empty final batch. It counts
-//     as a batch that is already done, so the through seq reaches it once every
-//     earlier batch is done.
 //
 // CouchDB keeps the through seq at a completed batch's tag while later batches
 // that finished earlier are still recorded as done; it only catches up when
@@ -45,10 +41,6 @@ class SeqTracker {
   // Registers the next batch in feed order, ending at `last_seq` (raw JSON of
   // its last row's seq). Returns its tag (1 for the first, then increasing).
   Tag Register(std::string last_seq);
-
-  // Records a position that needs no work as an already-done batch (see
-  // above). Returns its tag.
-  Tag AddMarker(std::string seq);
 
   // Marks batch `tag` done. Returns false, changing nothing, for a tag that
   // was never registered or is already done.
@@ -79,7 +71,6 @@ class SeqTracker {
     bool done = false;
   };
 
-  Tag Add(std::string seq, bool done);
   void Advance();
 
   // Batches from tag through_tag_ + 1 up to next_tag_ - 1, oldest first.

@@ -384,20 +384,6 @@ std::vector<SchedulerAction> Scheduler::OnCompleted(const std::string& id, TimeP
   return actions;
 }
 
-std::vector<SchedulerAction> Scheduler::OnFailed(const std::string& id, const std::string& reason,
-                                                 TimePoint now) {
-  Observe(now);
-  Entry* e = Find(id);
-  if (!e || IsTerminal(e->view.state)) return {};
-  Withdraw(*e);
-  e->view.state = JobState::kFailed;
-  e->view.backoff_until.reset();
-  e->view.last_error = reason;
-  Record(*e, JobEvent::Type::kFailed, now, reason);
-  Actions actions;
-  Settle(now, actions);
-  return actions;
-}
 
 std::vector<SchedulerAction> Scheduler::Tick(TimePoint now) {
   Observe(now);

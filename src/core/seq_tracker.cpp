@@ -8,22 +8,9 @@ SeqTracker::SeqTracker(std::string start_seq)
     : through_seq_(start_seq), last_seq_seen_(start_seq), highest_seq_done_(std::move(start_seq)) {}
 
 SeqTracker::Tag SeqTracker::Register(std::string last_seq) {
-  return Add(std::move(last_seq), false);
-}
-
-SeqTracker::Tag SeqTracker::AddMarker(std::string seq) {
-  Tag tag = Add(std::move(seq), true);
-  // A marker is done on arrival, so it is also the newest done position.
-  highest_done_tag_ = tag;
-  highest_seq_done_ = last_seq_seen_;
-  Advance();
-  return tag;
-}
-
-SeqTracker::Tag SeqTracker::Add(std::string seq, bool done) {
-  last_seq_seen_ = seq;
-  window_.push_back(Entry{std::move(seq), done});
-  if (!done) ++pending_;
+  last_seq_seen_ = last_seq;
+  window_.push_back(Entry{std::move(last_seq), false});
+  ++pending_;
   return next_tag_++;
 }
 

@@ -77,7 +77,6 @@ std::vector<SchedulerAction> Apply(Scheduler& s, const Step& step) {
   if (step.op == "remove") return s.Remove(step.id, now);
   if (step.op == "crash") return s.OnCrashed(step.id, "boom", now);
   if (step.op == "complete") return s.OnCompleted(step.id, now);
-  if (step.op == "fail") return s.OnFailed(step.id, "bad", now);
   if (step.op == "tick") return s.Tick(now);
   if (step.op == "pause") return s.Pause(step.id, now);
   if (step.op == "resume") return s.Resume(step.id, now);
@@ -158,12 +157,11 @@ TEST_CASE("scheduler: new jobs start at once up to max_jobs, the rest wait in ar
              {3s, "add1", "z1", ""},  // an existing id: nothing
              {4s, "tick", "", ""},
              {10s, "complete", "y2", "start x3"},
-             {11s, "fail", "z1", "start a4"},
+             {11s, "complete", "z1", "start a4"},
              {12s, "complete", "x3", ""},
              {13s, "tick", "", ""},
          });
-  CHECK(StateOf(s, "z1") == JobState::kFailed);
-  CHECK(s.Job("z1")->last_error == "bad");
+  CHECK(StateOf(s, "z1") == JobState::kCompleted);
   CHECK(StateOf(s, "y2") == JobState::kCompleted);
   CHECK(StateOf(s, "x3") == JobState::kCompleted);
   CHECK(StateOf(s, "a4") == JobState::kRunning);
@@ -176,11 +174,11 @@ TEST_CASE("scheduler: new jobs start at once up to max_jobs, the rest wait in ar
   CHECK(s.Job("nope") == std::nullopt);
 }
 
-TEST_CASE("scheduler: failed and completed jobs are never restarted; stray reports are ignored") {
+TEST_CASE("scheduler: completed jobs are never restarted; stray reports are ignored") {
   Scheduler s(Settings(1));
   Run(s, {
              {0s, "add", "j1", "start j1"},
-             {1s, "fail", "j1", ""},
+             {1s, "complete", "j1", ""},
              {60s, "tick", "", ""},
              {9h, "tick", "", ""},
              {9h, "reset", "j1", ""},
@@ -190,13 +188,12 @@ TEST_CASE("scheduler: failed and completed jobs are never restarted; stray repor
              {9h, "complete", "j1", ""},
              {9h, "crash", "unknown", ""},
              {9h, "complete", "unknown", ""},
-             {9h, "fail", "unknown", ""},
              {9h, "add", "j2", "start j2"},
              {9h + 1s, "add", "j3", ""},
              {9h + 2s, "crash", "j3", ""},  // not running: ignored
          });
-  CHECK(StateOf(s, "j1") == JobState::kFailed);
-  CHECK(ShowHistory(*s.Job("j1")) == "failed@1s(bad), started@0s, added@0s");
+  CHECK(StateOf(s, "j1") == JobState::kCompleted);
+  CHECK(ShowHistory(*s.Job("j1")) == "completed@1s, started@0s, added@0s");
   CHECK(StateOf(s, "j3") == JobState::kPending);
   CHECK(s.Job("j3")->consecutive_crashes == 0);
 }

@@ -81,41 +81,6 @@ TEST_CASE("unknown and repeated completions change nothing") {
   CHECK(t.pending_batches() == 0);
 }
 
-TEST_CASE("a marker lets the through seq reach the feed's last_seq") {
-  SUBCASE("with batches still running") {
-    SeqTracker t;
-    t.Register(Seq(1));
-    t.Register(Seq(2));
-    const SeqTracker::Tag marker = t.AddMarker(Seq(9));  // e.g. filtered-out changes
-    CHECK(marker == 3);
-    CHECK(t.pending_batches() == 2);  // markers need no work
-    CHECK(t.last_seq_seen() == Seq(9));
-    CHECK_FALSE(t.Complete(marker));  // already done
-    CHECK(t.Complete(2));
-    CHECK(t.through_seq() == "0");
-    CHECK(t.Complete(1));
-    CHECK(t.through_seq() == Seq(9));
-    CHECK(t.idle());
-  }
-  SUBCASE("with nothing running it applies at once") {
-    SeqTracker t(Seq(4));
-    t.AddMarker(Seq(9));  // an empty final batch carrying only last_seq
-    CHECK(t.through_seq() == Seq(9));
-    CHECK(t.highest_seq_done() == Seq(9));
-    CHECK(t.through_tag() == 1);
-  }
-  SUBCASE("batches registered after a marker wait for it in order") {
-    SeqTracker t;
-    t.Register(Seq(1));
-    t.AddMarker(Seq(2));
-    t.Register(Seq(3));
-    CHECK(t.Complete(3));
-    CHECK(t.through_seq() == "0");
-    CHECK(t.Complete(1));
-    CHECK(t.through_seq() == Seq(3));
-  }
-}
-
 TEST_CASE("sequences are kept as raw text, never compared") {
   SeqTracker t("0");
   // Shard-interleaved CouchDB seqs are not ordered by their leading number.
