@@ -1,5 +1,6 @@
 // couchrepd: runs CouchDB replications beside a CouchDB server.
-// main only dispatches: args -> subcommand (src/cli) -> exit code.
+// main only dispatches: args -> subcommand (src/cli) -> exit code. Every help
+// text comes from src/cli/help.cpp.
 #include <malloc.h>
 
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "couchrepd/cli.h"
+#include "couchrepd/help.h"
 #include "couchrepd/log.h"
 
 #ifndef COUCHREPD_VERSION
@@ -15,18 +17,25 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(couchrepd — CouchDB replication as a sidecar service
-
-Usage:
-  couchrepd serve [--config FILE]          follow _replicator and run its replications
-  couchrepd replicate SOURCE TARGET [...]  run one replication in the foreground
-  couchrepd check-config [--config FILE]   validate the configuration and reach the server
-  couchrepd status [--server URL] [DOC_ID] what a running serve is doing (status --help)
-  couchrepd --help | --version
-
-FILE defaults to etc/couchrepd.yaml. Exit codes: 0 ok, 1 failure, 2 bad usage or
-bad configuration.
-)";
+// `couchrepd help [COMMAND]` (also `--help [COMMAND]`, `-h [COMMAND]`).
+int Help(const std::vector<std::string>& args) {
+  if (args.size() > 2) {
+    std::fprintf(stderr, "couchrepd: help takes one COMMAND at most\n\n%s",
+                 couchrepd::OverviewHelp().c_str());
+    return couchrepd::kExitUsage;
+  }
+  if (args.size() < 2 || args[1] == "help" || args[1] == "--help" || args[1] == "-h") {
+    std::fputs(couchrepd::OverviewHelp().c_str(), stdout);
+    return couchrepd::kExitOk;
+  }
+  auto text = couchrepd::HelpFor(args[1]);
+  if (!text.ok()) {
+    std::fprintf(stderr, "couchrepd: help: %s\n", text.error().reason.c_str());
+    return couchrepd::kExitUsage;
+  }
+  std::fputs(text->c_str(), stdout);
+  return couchrepd::kExitOk;
+}
 
 }  // namespace
 
@@ -37,9 +46,14 @@ int main(int argc, char** argv) {
   // resident in the heap and double its peak (SPEC §10 memory bound).
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-    std::fputs(kUsage, args.empty() ? stderr : stdout);
-    return args.empty() ? couchrepd::kExitUsage : couchrepd::kExitOk;
+  if (args.empty()) {
+    std::fputs(couchrepd::OverviewHelp().c_str(), stderr);
+    return couchrepd::kExitUsage;
+  }
+  if (args[0] == "help" || args[0] == "--help" || args[0] == "-h") return Help(args);
+  if (args[0] == "--help-all") {  // hidden: every text, for help2man (the man page)
+    std::fputs(couchrepd::ManualHelp().c_str(), stdout);
+    return couchrepd::kExitOk;
   }
   if (args[0] == "--version" || args[0] == "-V") {
     std::printf("couchrepd %s\n", COUCHREPD_VERSION);
@@ -52,6 +66,7 @@ int main(int argc, char** argv) {
   if (command == "replicate") return couchrepd::RunReplicate(rest);
   if (command == "serve") return couchrepd::RunServe(rest);
   if (command == "status") return couchrepd::RunStatus(rest);
-  std::fprintf(stderr, "couchrepd: unknown command `%s`\n\n%s", command.c_str(), kUsage);
+  std::fprintf(stderr, "couchrepd: unknown command `%s`\n\n%s", command.c_str(),
+               couchrepd::OverviewHelp().c_str());
   return couchrepd::kExitUsage;
 }

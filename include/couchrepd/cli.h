@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace couchrepd {
@@ -15,6 +16,10 @@ constexpr int kExitUsage = 2;
 
 // Default configuration path when --config is not given.
 constexpr const char* kDefaultConfigPath = "etc/couchrepd.yaml";
+
+// Prints `command`'s help text (src/cli/help.cpp) on stdout and returns
+// kExitOk: what `couchrepd COMMAND --help` does.
+int PrintCommandHelp(std::string_view command);
 
 int RunCheckConfig(const std::vector<std::string>& args);
 int RunReplicate(const std::vector<std::string>& args);

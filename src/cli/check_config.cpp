@@ -1,5 +1,5 @@
 // `couchrepd check-config [--config FILE]`: validates the configuration and
-// tries to reach the server with it.
+// tries to reach the server with it. Its help text is in src/cli/help.cpp.
 #include <simdjson.h>
 
 #include <cstdio>
@@ -12,6 +12,10 @@
 namespace couchrepd {
 
 int RunCheckConfig(const std::vector<std::string>& args) {
+  // --help wins over anything else on the line, mistakes included.
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h") return PrintCommandHelp("check-config");
+  }
   std::string path = kDefaultConfigPath;
   for (size_t i = 0; i < args.size(); ++i) {
     if ((args[i] == "--config" || args[i] == "-c") && i + 1 < args.size()) {
@@ -19,7 +23,10 @@ int RunCheckConfig(const std::vector<std::string>& args) {
     } else if (args[i].rfind("--config=", 0) == 0) {
       path = args[i].substr(9);
     } else {
-      std::fprintf(stderr, "check-config: unknown argument `%s`\n", args[i].c_str());
+      std::fprintf(stderr,
+                   "check-config: unknown argument `%s` (couchrepd check-config --help shows the "
+                   "options)\n",
+                   args[i].c_str());
       return kExitUsage;
     }
   }

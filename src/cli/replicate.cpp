@@ -1,5 +1,6 @@
 // `couchrepd replicate SOURCE TARGET [options]`: one replication in the
-// foreground with the service's engine and checkpoints.
+// foreground with the service's engine and checkpoints. Its help text is
+// src/cli/help.cpp's (ReplicateUsage() and examples).
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -75,14 +76,11 @@ Result<Endpoint> ChooseServer(const ReplicateArgs& args, const Config& config, b
 int RunReplicate(const std::vector<std::string>& raw_args) {
   auto args = ParseReplicateArgs(raw_args);
   if (!args.ok()) {
-    std::fprintf(stderr, "replicate: %s\n\n%s", ScrubSecrets(args.error().reason).c_str(),
-                 ReplicateUsage().c_str());
+    std::fprintf(stderr, "replicate: %s (couchrepd replicate --help shows the options)\n",
+                 ScrubSecrets(args.error().reason).c_str());
     return kExitUsage;
   }
-  if (args->help) {
-    std::fputs(ReplicateUsage().c_str(), stdout);
-    return kExitOk;
-  }
+  if (args->help) return PrintCommandHelp("replicate");
   Config config;
   bool have_config = false;
   if (args->config_path) {

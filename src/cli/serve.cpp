@@ -1,5 +1,6 @@
 // `couchrepd serve [--config FILE]`: the service. SIGTERM/SIGINT stop it
-// gracefully (every running job checkpoints), SIGHUP reloads the config.
+// gracefully (every running job checkpoints), SIGHUP reloads the config. Its
+// help text is in src/cli/help.cpp.
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -29,17 +30,20 @@ LogFormat FormatOf(const Config& c) {
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args) {
+  // --help wins over anything else on the line, mistakes included.
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h") return PrintCommandHelp("serve");
+  }
   std::string path = kDefaultConfigPath;
   for (size_t i = 0; i < args.size(); ++i) {
     if ((args[i] == "--config" || args[i] == "-c") && i + 1 < args.size()) {
       path = args[++i];
     } else if (args[i].rfind("--config=", 0) == 0) {
       path = args[i].substr(9);
-    } else if (args[i] == "--help" || args[i] == "-h") {
-      std::printf("usage: couchrepd serve [--config FILE]   (default %s)\n", kDefaultConfigPath);
-      return kExitOk;
     } else {
-      std::fprintf(stderr, "serve: unknown argument `%s`\n", args[i].c_str());
+      std::fprintf(stderr,
+                   "serve: unknown argument `%s` (couchrepd serve --help shows the options)\n",
+                   args[i].c_str());
       return kExitUsage;
     }
   }

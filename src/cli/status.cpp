@@ -1,8 +1,10 @@
 // `couchrepd status`: reads a running instance's status API and prints its
 // documents as a table (or JSON, or one document in detail); exit 1 when any
-// document is in error, failed or crashing, so it works in scripts.
+// document is in error, failed or crashing, so it works in scripts. Its help
+// text is in src/cli/help.cpp.
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,26 +19,6 @@ namespace couchrepd {
 
 namespace {
 
-constexpr const char* kStatusUsage = R"(Usage: couchrepd status [OPTIONS] [DOC_ID]
-
-Shows what a running `couchrepd serve` is doing, from its status API.
-
-  --server URL   the status API (default http://127.0.0.1:5986)
-  --db NAME      the replicator database of DOC_ID (default _replicator)
-  --state S      only documents in state S (repeatable, or S1,S2)
-  --user NAME    Basic auth user (password from COUCHREPD_STATUS_PASSWORD)
-  --json         print the status API's JSON instead of a table
-  --help         this text
-
-Exit status: 0 all well, 1 a document is in error, failed or crashing (or
-the status API could not be read), 2 bad usage.
-
-Examples:
-  couchrepd status
-  couchrepd status --state crashing,error
-  couchrepd status --server http://10.0.0.5:5986 --user ops nightly-backup
-)";
-
 struct StatusArgs {
   std::string server = "http://127.0.0.1:5986";
   std::string db = "_replicator";
@@ -49,15 +31,28 @@ struct StatusArgs {
 
 Result<StatusArgs> ParseStatusArgs(const std::vector<std::string>& args) {
   StatusArgs out;
+  // --help wins over anything else on the line, mistakes included.
+  for (const std::string& a : args) {
+    if (a == "--help" || a == "-h") {
+      out.help = true;
+      return out;
+    }
+  }
   for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
+    // `--flag=VALUE` is `--flag VALUE`.
+    std::string a = args[i];
+    std::optional<std::string> inline_value;
+    if (size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      inline_value = a.substr(eq + 1);
+      a.resize(eq);
+    }
     auto value = [&](const char* name) -> Result<std::string> {
+      if (inline_value) return *inline_value;
       if (i + 1 >= args.size()) return Error::Permanent("usage", std::string(name) + " needs a value");
       return args[++i];
     };
-    if (a == "--help" || a == "-h") {
-      out.help = true;
-    } else if (a == "--json") {
+    if (a == "--json") {
+      if (inline_value) return Error::Permanent("usage", "--json takes no value");
       out.json = true;
     } else if (a == "--server" || a == "--db" || a == "--state" || a == "--user") {
       auto v = value(a.c_str());
@@ -76,7 +71,8 @@ Result<StatusArgs> ParseStatusArgs(const std::vector<std::string>& args) {
         }
       }
     } else if (!a.empty() && a[0] == '-') {
-      return Error::Permanent("usage", "unknown option `" + a + "`");
+      // Only the name: a mistyped flag's value may be a URL with a password.
+      return Error::Permanent("usage", "unknown option `" + a.substr(0, 40) + "`");
     } else if (out.doc_id.empty()) {
       out.doc_id = a;
     } else {
@@ -100,13 +96,11 @@ Result<std::string> Get(CouchClient& api, const std::string& path, const QueryPa
 int RunStatus(const std::vector<std::string>& raw_args) {
   auto args = ParseStatusArgs(raw_args);
   if (!args.ok()) {
-    std::fprintf(stderr, "status: %s\n\n%s", args.error().reason.c_str(), kStatusUsage);
+    std::fprintf(stderr, "status: %s (couchrepd status --help shows the options)\n",
+                 args.error().reason.c_str());
     return kExitUsage;
   }
-  if (args->help) {
-    std::fputs(kStatusUsage, stdout);
-    return kExitOk;
-  }
+  if (args->help) return PrintCommandHelp("status");
   auto url = ParseUrl(args->server + (args->server.empty() || args->server.back() != '/' ? "/" : ""));
   if (!url.ok()) {
     std::fprintf(stderr, "status: --server: %s\n", url.error().reason.c_str());
