@@ -93,8 +93,7 @@ int RunReplicate(const std::vector<std::string>& raw_args) {
     config = *loaded;
     have_config = true;
     RegisterConfigSecrets(config);
-    InitLogging(Name(config.log.level),
-                config.log.format == Config::Log::Format::kJson ? LogFormat::kJson : LogFormat::kText);
+    InitLoggingFromConfig(config);
   }
   if (args->quiet) SetLogLevel("error");
 

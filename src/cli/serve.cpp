@@ -21,14 +21,6 @@
 
 namespace couchrepd {
 
-namespace {
-
-LogFormat FormatOf(const Config& c) {
-  return c.log.format == Config::Log::Format::kJson ? LogFormat::kJson : LogFormat::kText;
-}
-
-}  // namespace
-
 int RunServe(const std::vector<std::string>& args) {
   // --help wins over anything else on the line, mistakes included.
   for (const std::string& arg : args) {
@@ -54,7 +46,7 @@ int RunServe(const std::vector<std::string>& args) {
     return kExitUsage;
   }
   RegisterConfigSecrets(*config);
-  InitLogging(Name(config->log.level), FormatOf(*config));
+  InitLoggingFromConfig(*config);
   RaiseFileLimit();
 
   // Signals are taken by this thread only (every other thread inherits the mask).
