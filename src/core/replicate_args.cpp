@@ -290,7 +290,7 @@ Result<ReplicateArgs> ParseReplicateArgs(const std::vector<std::string>& args) {
 }
 
 std::string ReplicateUsage() {
-  return R"(Usage: couchrepd replicate SOURCE TARGET [options]
+  return R"(Usage: couchrepd replicate SOURCE TARGET [OPTIONS]
 
 Runs one replication in the foreground with the service's engine and
 checkpoints, then prints a summary. SOURCE and TARGET are http(s) URLs
@@ -298,37 +298,43 @@ checkpoints, then prints a summary. SOURCE and TARGET are http(s) URLs
 names on the server (--server or the config's server.url).
 
 Replication (each sets the replication document field of the same name):
-  --continuous                  keep following the source's changes
-  --create-target               create the target database first
-  --create-target-params JSON   query parameters of that PUT, e.g. '{"q":1}'
-  --doc-ids A,B                 only these document ids (repeatable)
-  --selector JSON               only documents matching this Mango selector
-  --filter DDOC/NAME            a filter function, or a built-in such as _view
-  --query-params JSON           parameters of the filter, e.g. '{"view":"d/v"}'
-  --since-seq SEQ               start here when there is no checkpoint (JSON,
-                                or taken as a string)
-  --winning-revs-only           replicate winning revisions only
-  --no-checkpoints              do not read or write checkpoints
-  --checkpoint-interval MS      checkpoint period in milliseconds
-  --worker-processes N          parallel batch workers
-  --worker-batch-size N         changes per batch
-  --http-connections N          connections per endpoint
-  --connection-timeout MS       inactivity timeout of a request in milliseconds
-  --retries-per-request N       retries of one failed request
-  --no-bulk-get                 fetch documents with open_revs, not _bulk_get
-  --user-ctx-name NAME          the user that bare database names are accessed
-  --user-ctx-roles A,B          as, and their roles (repeatable; without these
-                                the server's credentials are used)
-  --header "NAME: VALUE"        an extra header for both endpoints (repeatable)
-  --source-header "NAME: VALUE" an extra header for the source only
-  --target-header "NAME: VALUE" an extra header for the target only
+  --continuous                     keep following the source's changes
+  --create-target                  create the target database first
+  --create-target-params JSON      query parameters of that PUT, e.g. '{"q":1}'
+  --doc-ids A,B                    only these document ids (repeatable)
+  --selector JSON                  only documents matching this Mango selector
+  --filter DDOC/NAME               a filter function, or a built-in such as
+                                   _view
+  --query-params JSON              parameters of the filter, e.g.
+                                   '{"view":"d/v"}'
+  --since-seq SEQ                  start here when there is no checkpoint (JSON,
+                                   or taken as a string)
+  --winning-revs-only              replicate winning revisions only
+  --no-checkpoints                 do not read or write checkpoints
+  --checkpoint-interval MS         checkpoint period in milliseconds
+  --worker-processes N             parallel batch workers
+  --worker-batch-size N            changes per batch
+  --http-connections N             connections per endpoint
+  --connection-timeout MS          inactivity timeout of a request in
+                                   milliseconds
+  --retries-per-request N          retries of one failed request
+  --no-bulk-get                    fetch documents with open_revs, not _bulk_get
+  --user-ctx-name NAME             the user that bare database names are
+                                   accessed as (without it and --user-ctx-roles,
+                                   the server's credentials)
+  --user-ctx-roles A,B             that user's roles (repeatable)
+  --header "NAME: VALUE"           an extra header for both endpoints
+                                   (repeatable)
+  --source-header "NAME: VALUE"    an extra header for the source only
+  --target-header "NAME: VALUE"    an extra header for the target only
 
 Program:
-  --server URL                  the CouchDB server (for bare names and its uuid)
-  -c, --config FILE             defaults, server and credentials from FILE
-  --json                        print the summary as JSON
-  -q, --quiet                   no progress bar
-  -h, --help                    this text
+  --server URL                     the CouchDB server (for bare names and its
+                                   uuid)
+  -c, --config FILE                defaults, server and credentials from FILE
+  --json                           print the summary as JSON
+  -q, --quiet                      no progress bar
+  -h, --help                       this text
 
 `--doc-ids`, `--filter` and `--selector` are mutually exclusive. Exit codes:
 0 ok, 1 the replication failed, 2 bad usage or bad configuration.
