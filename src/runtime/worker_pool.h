@@ -1,0 +1,38 @@
+// WorkerPool: fixed threads running posted tasks in FIFO order, serially per key.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace couchrepd {
+
+// A simple FIFO worker pool with per-key ordering: `key` hashes tasks to a
+// fixed thread. A task that throws is logged and skipped.
+class WorkerPool {
+ public:
+  WorkerPool(int threads, const char* name);
+  ~WorkerPool() { Stop(); }
+  void Post(size_t key, std::function<void()> task);
+  // Runs the tasks already posted, then joins every thread.
+  void Stop();
+
+ private:
+  struct Queue {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::function<void()>> tasks;
+    bool stop = false;
+  };
+  void Run(Queue& q);
+  const char* name_;
+  std::vector<std::unique_ptr<Queue>> queues_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace couchrepd
