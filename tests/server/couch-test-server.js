@@ -109,6 +109,7 @@ const selectorCore = dep('pouchdb-selector-core');
     let db = cache.get(dbName);
     if (!db) {
       db = new PouchDB(dbName);
+      watchWrites(db, dbName, cache);  // "updated" events for _db_updates (see below)
       cache.set(dbName, db);
     }
     return db;
@@ -171,18 +172,35 @@ overrideModule('routes/all-dbs.js', () => function (app) {
   });
 });
 
+// Runs `fn` just before the response is written (not at 'finish', so that the bookkeeping is
+// done before the client can see the answer and send its next request).
+function beforeResponseEnd(res, fn) {
+  const end = res.end;
+  res.end = function (...a) {
+    res.end = end;
+    try { fn(); } catch (err) { process.stderr.write(`couch-test-server: ${err && err.stack || err}\n`); }
+    return end.apply(this, a);
+  };
+}
+
 overrideModule('routes/db.js', (original) => function (app) {
   app.put('/:db', (req, res, next) => {
     const name = req.params.db;
-    res.on('finish', () => {
-      if (res.statusCode === 201 && name.indexOf('/') !== -1) originalDbNames.set(cleanDbName(name), name);
+    beforeResponseEnd(res, () => {
+      if (res.statusCode !== 201) return;
+      if (name.indexOf('/') !== -1) originalDbNames.set(cleanDbName(name), name);
+      knownUpdateSeqs.set(cleanDbName(name), 0);
+      recordDbEvent(name, 'created');
     });
     next();
   });
   app.delete('/:db', (req, res, next) => {
     const name = req.params.db;
-    res.on('finish', () => {
-      if (res.statusCode === 200) originalDbNames.delete(cleanDbName(name));
+    beforeResponseEnd(res, () => {
+      if (res.statusCode !== 200) return;
+      originalDbNames.delete(cleanDbName(name));
+      knownUpdateSeqs.delete(cleanDbName(name));
+      recordDbEvent(name, 'deleted');
     });
     next();
   });
@@ -247,6 +265,13 @@ overrideModule('routes/changes.js', () => function (app) {
   };
   app.get('/:db/_changes', handler);
   app.post('/:db/_changes', epUtils.jsonParser, handler);
+});
+
+// `_db_updates` (stock: 400 for every request) is reimplemented below (handleDbUpdates).
+overrideModule('routes/db-updates.js', () => function (app) {
+  app.all('/_db_updates', (req, res) => {
+    handleDbUpdates(req, res).catch((err) => sendErrorSafe(res, err));
+  });
 });
 
 const expressPouchDB = dep('express-pouchdb');
@@ -331,10 +356,13 @@ class HttpError extends Error {
 }
 
 // Sequences leave the server as integers (int mode) or as CouchDB-3-like opaque strings
-// "N-g1AAAA..." whose suffix is derived deterministically from N (opaque mode).
-function formatSeq(n) {
+// "N-g1AAAA..." whose suffix is derived deterministically from N (opaque mode). `space` keeps
+// the strings of different sequence spaces apart (_db_updates passes 'db_updates'), as in
+// CouchDB, where one N never looks the same in two databases.
+function formatSeq(n, space) {
   if (!opaqueSeqs || typeof n !== 'number') return n;
-  const suffix = crypto.createHash('sha256').update(`couch-test-server-seq:${n}`).digest('base64url');
+  const key = space ? `couch-test-server-seq:${space}:${n}` : `couch-test-server-seq:${n}`;
+  const suffix = crypto.createHash('sha256').update(key).digest('base64url');
   return `${n}-g1AAAAB5eJzLYWBgYMpgTmEQTM4v${suffix}`;
 }
 
@@ -699,6 +727,215 @@ async function handleChanges(req, res) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// _db_updates (CouchDB 3's global_changes, kept in memory)
+// ---------------------------------------------------------------------------------------------
+//
+// CouchDB 3 writes each database event into the _global_changes database as the document
+// "<type>:<db name>", so a feed read from since=0 lists every (type, db) pair once, at the seq
+// of its LATEST event (shared/couchdb-3.4-recordings/49-*: "updated:_dbs", written at seqs 1, 3
+// and 6, is listed once, at 6). This log
+// does the same: dbUpdateEvents maps "<type>:<name>" to {db_name, type, seq} in seq order.
+// Events: "created" (PUT /db answered 201), "deleted" (DELETE /db answered 200), "updated" (a
+// write that raised the db's update_seq: docs, design docs, attachments, _bulk_docs,
+// new_edits=false; _local docs do not raise it, as in CouchDB). No "_dbs" rows.
+
+let dbUpdatesEnabled = true;     // POST /_test/db_updates {"enabled":false} -> 404 like CouchDB
+let dbUpdatesSeq = 0;            // server-global sequence of the log
+const dbUpdateEvents = new Map();
+const dbUpdateListeners = new Set();  // live longpoll/continuous feeds
+const knownUpdateSeqs = new Map();    // cleaned db name -> update_seq last reported as "updated"
+
+function recordDbEvent(dbName, type) {
+  const key = `${type}:${dbName}`;
+  const ev = {db_name: dbName, type, seq: ++dbUpdatesSeq};
+  dbUpdateEvents.delete(key);  // re-insert: Map order stays seq order
+  dbUpdateEvents.set(key, ev);
+  for (const fn of [...dbUpdateListeners]) {
+    try { fn(ev); } catch (err) { process.stderr.write(`couch-test-server: ${err && err.stack || err}\n`); }
+  }
+}
+
+// Hooks the adapter's _bulkDocs of a cached db (every document write of every request goes
+// through it) and records "updated" when the write raised the db's update_seq. A write that
+// changes nothing (all conflicts, a known revision with new_edits=false) records nothing.
+function watchWrites(db, cleanName, cache) {
+  const orig = db._bulkDocs;
+  if (typeof orig !== 'function' || typeof db._info !== 'function') {
+    process.stderr.write(`couch-test-server: cannot watch writes of ${cleanName}; no _db_updates events\n`);
+    return;
+  }
+  db._bulkDocs = function (req, opts, callback) {
+    const self = this;
+    const run = () => orig.call(self, req, opts, (err, result) => {
+      if (err) return callback(err, result);
+      self._info((infoErr, info) => {
+        const seq = info && info.update_seq;
+        if (!infoErr && typeof seq === 'number' && seq > (knownUpdateSeqs.get(cleanName) || 0) &&
+            cache.get(cleanName) === db) {  // not an instance of a since deleted db
+          knownUpdateSeqs.set(cleanName, seq);
+          recordDbEvent(originalDbNames.get(cleanName) || cleanName, 'updated');
+        }
+        callback(err, result);
+      });
+    });
+    if (knownUpdateSeqs.has(cleanName)) return run();
+    // A db this server did not create through PUT /db (e.g. _users): learn its seq first.
+    self._info((infoErr, info) => {
+      if (!knownUpdateSeqs.has(cleanName)) {
+        knownUpdateSeqs.set(cleanName, infoErr || typeof info.update_seq !== 'number' ? 0 : info.update_seq);
+      }
+      run();
+    });
+  };
+}
+
+function nonNegParam(raw, name) {
+  const v = firstValue(raw[name]);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new HttpError(400, 'bad_request', 'invalid_integer');
+  return Number(v);
+}
+
+const CHANGES_TIMEOUT_MAX = 60000;  // CouchDB's chttpd changes_timeout: caps timeout and heartbeat
+
+async function handleDbUpdates(req, res) {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.set('Allow', 'GET');
+    return epUtils.sendJSON(res, 405, {error: 'method_not_allowed', reason: 'Only GET allowed'});
+  }
+  if (!isServerAdmin(req)) return notServerAdmin(res);
+  const raw = rawQueryOf(req);
+  const feed = firstValue(raw.feed) || 'normal';
+  if (!['normal', 'longpoll', 'continuous'].includes(feed)) {
+    const reason = feed === 'eventsource' ? 'feed=eventsource is not supported by couch-test-server' :
+      'Supported `feed` types: normal, continuous, longpoll, eventsource';
+    throw new HttpError(400, 'bad_request', reason);
+  }
+  const limit = nonNegParam(raw, 'limit');
+  let heartbeat = null;
+  const hb = firstValue(raw.heartbeat);
+  if (hb !== undefined && hb !== 'false') {
+    heartbeat = Math.max(1, Math.min(CHANGES_TIMEOUT_MAX, hb === 'true' ? 60000 : nonNegParam(raw, 'heartbeat')));
+  }
+  const timeoutParam = nonNegParam(raw, 'timeout');
+  const timeout = Math.min(CHANGES_TIMEOUT_MAX, timeoutParam !== undefined ? timeoutParam : 60000);
+  const descending = boolParam(raw, 'descending');
+  const requestedSince = parseSince(firstValue(raw.since));
+  // CouchDB answers this when the _global_changes database does not exist (recording 47).
+  if (!dbUpdatesEnabled) {
+    return epUtils.sendJSON(res, 404, {error: 'not_found', reason: 'Database does not exist.'});
+  }
+  const since = requestedSince === 'now' ? dbUpdatesSeq : requestedSince;
+  const after = (s) => [...dbUpdateEvents.values()].filter((e) => e.seq > s);
+  const rowJson = (e) => JSON.stringify({db_name: e.db_name, type: e.type, seq: formatSeq(e.seq, 'db_updates')});
+  const seqJson = (n) => JSON.stringify(formatSeq(n, 'db_updates'));
+  // The body of a normal/longpoll answer, as global_changes_httpd writes it.
+  const resultsBody = (rows, lastSeq) =>
+    `{"results":[\n${rows.map(rowJson).join(',\r\n')}\n],\n"last_seq":${seqJson(lastSeq)}}\n`;
+  // Rows to send now (limit applied) and the last_seq that goes with them.
+  const pick = (s) => {
+    let rows = after(s);
+    if (descending) rows.reverse();
+    let lastSeq = Math.max(s, dbUpdatesSeq);
+    if (limit !== undefined && rows.length > limit) {
+      rows = rows.slice(0, limit);
+      lastSeq = rows.length ? rows[rows.length - 1].seq : s;
+    }
+    return {rows, lastSeq};
+  };
+
+  const first = pick(since);
+  if (feed === 'normal' || limit === 0 || (feed === 'longpoll' && first.rows.length > 0)) {
+    epUtils.setJsonOrPlaintext(res);
+    res.status(200);
+    res.end(resultsBody(first.rows, first.lastSeq));
+    return;
+  }
+
+  // longpoll (nothing after since yet) and continuous: stream until an event, a timeout, the
+  // limit or the client going away.
+  const socket = req.socket;
+  openFeeds.add(socket);
+  let done = false;
+  let listener = null;
+  let heartbeatTimer = null;
+  let timeoutTimer = null;
+  const cleanup = () => {
+    done = true;
+    openFeeds.delete(socket);
+    if (heartbeatTimer) clearTimeout(heartbeatTimer);
+    if (timeoutTimer) clearTimeout(timeoutTimer);
+    if (listener) { dbUpdateListeners.delete(listener); listener = null; }
+  };
+  res.on('close', cleanup);  // client went away (or we finished): drop the listener
+  const write = (text) => {
+    if (done) return;
+    res.write(text);
+    armHeartbeat();
+  };
+  // A bare newline after `heartbeat` ms without any output (CouchDB: maybe_send_heartbeat).
+  function armHeartbeat() {
+    if (!heartbeat || done) return;
+    if (heartbeatTimer) clearTimeout(heartbeatTimer);
+    heartbeatTimer = setTimeout(() => write('\n'), heartbeat);
+  }
+  const finish = (tail) => {
+    if (done) return;
+    res.end(tail);
+    cleanup();
+  };
+  epUtils.setJsonOrPlaintext(res);
+  res.status(200);
+
+  if (feed === 'longpoll') {
+    res.write('{"results":[\n');
+    armHeartbeat();
+    // With a heartbeat the timeout is ignored (CouchDB 3); the feed waits for an event.
+    if (!heartbeat) {
+      timeoutTimer = setTimeout(() => finish(`\n],\n"last_seq":${seqJson(since)}}\n`), timeout);
+    }
+    listener = () => {
+      // Answer with everything after since (events recorded in the same tick come along).
+      if (listener) { dbUpdateListeners.delete(listener); listener = null; }
+      setImmediate(() => {
+        const r = pick(since);
+        finish(`${r.rows.map(rowJson).join(',\r\n')}\n],\n"last_seq":${seqJson(r.lastSeq)}}\n`);
+      });
+    };
+    dbUpdateListeners.add(listener);
+    return;
+  }
+
+  // continuous
+  res.flushHeaders();
+  let sent = 0;
+  let lastSeq = since;
+  const armTimeout = () => {
+    if (heartbeat || done) return;  // with a heartbeat the feed never ends by itself (recording 48)
+    if (timeoutTimer) clearTimeout(timeoutTimer);
+    timeoutTimer = setTimeout(() => finish(`{"last_seq":${seqJson(Math.max(lastSeq, since))}}\n`), timeout);
+  };
+  const send = (e) => {
+    write(rowJson(e) + '\n');
+    lastSeq = e.seq;
+    sent++;
+    if (limit !== undefined && sent >= limit) {
+      finish(`{"last_seq":${seqJson(lastSeq)}}\n`);
+      return false;
+    }
+    armTimeout();
+    return true;
+  };
+  for (const e of after(since)) {
+    if (!send(e)) return;
+  }
+  armHeartbeat();
+  armTimeout();
+  listener = (e) => { if (!done && e.seq > lastSeq) send(e); };
+  dbUpdateListeners.add(listener);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Outer app: request log/counter, fault injection, /_test/ endpoints, shims, then express-pouchdb
 // ---------------------------------------------------------------------------------------------
 
@@ -809,7 +1046,19 @@ testApi.get('/faults', (req, res) => {
 });
 testApi.delete('/faults', (req, res) => { faults = []; res.json({ok: true}); });
 testApi.get('/feeds', (req, res) => {
-  res.json({open_feeds: openFeeds.size, live_listeners: liveListeners});
+  res.json({open_feeds: openFeeds.size, live_listeners: liveListeners,
+    db_updates_listeners: dbUpdateListeners.size});
+});
+testApi.post('/db_updates', (req, res) => {
+  const b = req.body;
+  if (!b || typeof b !== 'object' || typeof b.enabled !== 'boolean') {
+    return res.status(400).json({error: 'bad_request', reason: 'body must be {"enabled": true|false}'});
+  }
+  dbUpdatesEnabled = b.enabled;
+  res.json({ok: true, enabled: dbUpdatesEnabled});
+});
+testApi.get('/db_updates', (req, res) => {
+  res.json({enabled: dbUpdatesEnabled, seq: dbUpdatesSeq, events: dbUpdateEvents.size});
 });
 testApi.get('/requests', (req, res) => {
   let re;
