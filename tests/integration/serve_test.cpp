@@ -331,3 +331,61 @@ TEST_CASE("serve: discovery follows */_replicator databases as they appear and d
   CHECK(serve.Log().find("no longer following replicator database team9/_replicator") !=
         std::string::npos);
 }
+
+// CouchDB's `_db_updates` answers from `since=0` unless told otherwise: a
+// discovery that waited on it without `since` would get the whole history at
+// once, list every database again and ask again, in a tight loop.
+TEST_CASE("serve: discovery waits on _db_updates from where it left off, and falls back to polling") {
+  auto Count = [](TestServer& s, const std::string& path) {
+    auto r = s.Request("GET", "/_test/requests?path=" + path);
+    return JsonInt(r.body, {"count"});
+  };
+  TestServer server;
+  auto root = ServerClient(server);
+  for (int i = 0; i < 5; ++i) {  // history before couchrepd starts
+    REQUIRE(root.Database("old-" + std::to_string(i)).CreateDb().ok());
+  }
+  SUBCASE("_db_updates") {
+    std::string config = ServeConfig(server, "  discover: true\n");
+    config.replace(config.find("discover_interval: 1s"), 21, "discover_interval: 5s");
+    ServeProcess serve(config);
+    REQUIRE(WaitUntil([&] { return Count(server, "%5E%2F_db_updates") >= 1; }, 20s));
+    // couchrepd's own start (the _replicator database, its design document)
+    // wakes discovery a few times; then it is idle.
+    REQUIRE(WaitUntil([&] { return serve.Log().find("validation function") != std::string::npos ||
+                                   serve.Log().find("following replicator database _replicator") !=
+                                       std::string::npos; },
+                      20s));
+    std::this_thread::sleep_for(2s);
+    REQUIRE(server.Request("DELETE", "/_test/requests").status == 200);
+    std::this_thread::sleep_for(4s);
+    // Idle: one longpoll waits (its timeout is the 5 s interval), nothing else.
+    INFO(server.Request("GET", "/_test/requests?list=true&path=%5E%2F_(db_updates|all_dbs)").body);
+    CHECK(Count(server, "%5E%2F_db_updates") <= 2);
+    CHECK(Count(server, "%5E%2F_all_dbs") <= 2);
+    // A new replicator database wakes it at once, well inside the interval.
+    auto start = std::chrono::steady_clock::now();
+    REQUIRE(root.Database("team7/_replicator").CreateDb().ok());
+    CHECK(WaitUntil(
+        [&] {
+          return serve.Log().find("following replicator database team7/_replicator") !=
+                 std::string::npos;
+        },
+        10s));
+    CHECK(std::chrono::steady_clock::now() - start < 4s);
+  }
+  SUBCASE("no _db_updates (no _global_changes): _all_dbs every interval") {
+    REQUIRE(server.Request("POST", "/_test/db_updates", R"({"enabled":false})").status / 100 == 2);
+    ServeProcess serve(ServeConfig(server, "  discover: true\n"));
+    CHECK(WaitUntil(
+        [&] { return serve.Log().find("_db_updates is not available") != std::string::npos; },
+        20s));
+    REQUIRE(root.Database("team8/_replicator").CreateDb().ok());
+    CHECK(WaitUntil(
+        [&] {
+          return serve.Log().find("following replicator database team8/_replicator") !=
+                 std::string::npos;
+        },
+        10s));
+  }
+}
