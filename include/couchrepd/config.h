@@ -147,6 +147,9 @@ struct Config {
     // named by URL in documents (SPEC §4.4); server.tls_verify/ca_file never
     // apply to them.
     std::string ca_file;
+    // A pooled keep-alive connection unused this long is closed, so idle jobs
+    // hold no sockets (continuous feeds have their own connection).
+    std::chrono::milliseconds idle_connection_timeout = std::chrono::seconds(30);
     bool operator==(const Replication&) const = default;
   };
 

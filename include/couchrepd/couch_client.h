@@ -56,6 +56,9 @@ struct HttpOptions {
   bool keepalive = true;     // SO_KEEPALIVE
   bool nodelay = true;       // TCP_NODELAY (see ReplicationSpec::socket_nodelay)
   int max_redirects = 5;
+  // Pooled keep-alive connections unused this long are closed (checked about
+  // once a second); zero keeps them (replication.idle_connection_timeout).
+  Duration idle_connection_timeout = std::chrono::seconds(30);
   // Byte cap on a response read whole (SPEC §10: limits.max_response_bytes).
   // Over it the call fails with error `response_too_large`.
   uint64_t max_response_bytes = 64ull << 20;

@@ -635,6 +635,7 @@ std::vector<Field> Loader::Fields(Config& c) {
                   replication.attachment_stream_threshold_bytes, 0, int64_t{1} << 30),
               Path("temp_dir", replication.temp_dir),
               Path("ca_file", replication.ca_file),
+              Dur("idle_connection_timeout", replication.idle_connection_timeout),
           }),
       Sub("retry",
           {

@@ -212,6 +212,7 @@ std::string DescribeConfig(const Config& c) {
          std::to_string(replication.attachment_stream_threshold_bytes));
   w.Line(1, "temp_dir", Scalar(replication.temp_dir));
   w.Line(1, "ca_file", Scalar(replication.ca_file));
+  w.Line(1, "idle_connection_timeout", Dur(replication.idle_connection_timeout));
 
   const Config::Retry& retry = c.retry;
   w.Section(0, "retry");

@@ -10,7 +10,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <iterator>
 #include <map>
+#include <set>
+#include <thread>
 
 #include "couchrepd/encoding.h"
 #include "couchrepd/limits.h"
@@ -154,6 +157,47 @@ Error ErrorFromResponse(const HttpResponse& response, std::string_view what) {
   return e;
 }
 
+namespace {
+
+// Closes idle pooled connections of every live session once a second
+// (replication.idle_connection_timeout): an idle job holds no sockets. One
+// thread for the process, started with the first session that has a timeout.
+class IdleReaper {
+ public:
+  static IdleReaper& Get() {
+    static IdleReaper* reaper = new IdleReaper();  // never destroyed: sessions may outlive main
+    return *reaper;
+  }
+  void Add(HttpSession* session) {
+    std::lock_guard<std::mutex> lock(mu_);
+    sessions_.insert(session);
+    if (!started_) {
+      started_ = true;
+      std::thread([this] { Loop(); }).detach();
+    }
+  }
+  // After this returns the reaper never touches `session` again.
+  void Remove(HttpSession* session) {
+    std::lock_guard<std::mutex> lock(mu_);
+    sessions_.erase(session);
+  }
+
+ private:
+  void Loop() {
+    while (true) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      std::lock_guard<std::mutex> lock(mu_);
+      auto now = std::chrono::steady_clock::now();
+      for (HttpSession* s : sessions_) s->CloseIdleConnections(now);
+    }
+  }
+  std::mutex mu_;
+  std::set<HttpSession*> sessions_;
+  bool started_ = false;
+};
+
+}  // namespace
+
 HttpSession::HttpSession(const Url& url, Credentials credentials, HttpOptions options,
                          Clock& clock)
     : url_(url),
@@ -163,9 +207,30 @@ HttpSession::HttpSession(const Url& url, Credentials credentials, HttpOptions op
       options_(std::move(options)),
       clock_(clock) {
   if (!url_.explicit_port) origin_ += ":" + std::to_string(url_.port);
+  if (options_.idle_connection_timeout > Duration::zero()) IdleReaper::Get().Add(this);
 }
 
-HttpSession::~HttpSession() = default;
+HttpSession::~HttpSession() {
+  if (options_.idle_connection_timeout > Duration::zero()) IdleReaper::Get().Remove(this);
+}
+
+void HttpSession::CloseIdleConnections(std::chrono::steady_clock::time_point now) {
+  std::vector<IdleConnection> expired;
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    auto cutoff = now - options_.idle_connection_timeout;
+    auto keep = std::find_if(idle_.begin(), idle_.end(),
+                             [&](const IdleConnection& c) { return c.since > cutoff; });
+    expired.assign(std::make_move_iterator(idle_.begin()), std::make_move_iterator(keep));
+    idle_.erase(idle_.begin(), keep);
+  }
+  // The sockets close here, outside the pool's lock.
+}
+
+size_t HttpSession::idle_connections() {
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  return idle_.size();
+}
 
 void HttpSession::Notify(HttpEvent::Kind kind, int status) const {
   if (options_.observer) options_.observer(HttpEvent{kind, host_label_, status});
@@ -202,7 +267,7 @@ std::unique_ptr<httplib::Client> HttpSession::Acquire() {
   pool_cv_.wait(lock, [&] { return in_use_ < max; });
   ++in_use_;
   if (!idle_.empty()) {
-    auto client = std::move(idle_.back());
+    auto client = std::move(idle_.back().client);  // the most recently used
     idle_.pop_back();
     return client;
   }
@@ -213,7 +278,9 @@ std::unique_ptr<httplib::Client> HttpSession::Acquire() {
 void HttpSession::Release(std::unique_ptr<httplib::Client> client, bool reusable) {
   std::lock_guard<std::mutex> lock(pool_mu_);
   --in_use_;
-  if (reusable && client) idle_.push_back(std::move(client));
+  if (reusable && client) {
+    idle_.push_back(IdleConnection{std::move(client), std::chrono::steady_clock::now()});
+  }
   pool_cv_.notify_one();
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -68,6 +69,12 @@ class HttpSession {
   const std::string& host_label() const { return host_label_; }
   const Credentials& credentials() const { return credentials_; }
 
+  // Closes the pooled connections unused since before `now` minus the
+  // idle timeout (a process-wide reaper calls it about once a second).
+  void CloseIdleConnections(std::chrono::steady_clock::time_point now);
+  // Pooled connections open and not in use (tests).
+  size_t idle_connections();
+
  private:
   struct Attempt;
   std::unique_ptr<httplib::Client> NewClient(std::optional<Duration> read_timeout,
@@ -91,7 +98,11 @@ class HttpSession {
 
   std::mutex pool_mu_;
   std::condition_variable pool_cv_;
-  std::vector<std::unique_ptr<httplib::Client>> idle_;
+  struct IdleConnection {
+    std::unique_ptr<httplib::Client> client;
+    std::chrono::steady_clock::time_point since;  // returned to the pool
+  };
+  std::vector<IdleConnection> idle_;  // oldest first
   int in_use_ = 0;
 
   std::mutex auth_mu_;

@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <map>
+#include <fstream>
 #include <set>
+#include <sstream>
+#include <thread>
 
 #include "couch/client_fixture.h"
 #include "couchrepd/encoding.h"
@@ -317,4 +320,48 @@ TEST_CASE("429 answers slow the endpoint down without spending retries") {
   auto info = client.GetDbInfo();
   REQUIRE(info.ok());
   CHECK(limited == 4);
+}
+
+namespace {
+
+// Client-side TCP connections of this machine to `port` in state ESTABLISHED
+// (/proc/net/tcp and tcp6: remote port in hex, state 01).
+int EstablishedTo(int port) {
+  int n = 0;
+  for (const char* path : {"/proc/self/net/tcp", "/proc/self/net/tcp6"}) {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state;
+      fields >> slot >> local >> remote >> state;
+      auto colon = remote.rfind(':');
+      if (colon == std::string::npos) continue;
+      if (std::stoi(remote.substr(colon + 1), nullptr, 16) == port && state == "01") ++n;
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("pooled connections unused for idle_connection_timeout are closed") {
+  TestServer server;
+  for (int timeout_ms : {600, 0}) {
+    CAPTURE(timeout_ms);
+    HttpOptions o = FastOptions();
+    o.idle_connection_timeout = std::chrono::milliseconds(timeout_ms);
+    CouchClient root = ServerClient(server, "", Credentials::Kind::kBasic, o);
+    REQUIRE(root.GetServerInfo().ok());
+    REQUIRE(root.AllDbs().ok());
+    CHECK(EstablishedTo(server.port()) == 1);  // one pooled connection, kept alive
+    // Idle for 2.5 s: closed by the reaper, or kept when the timeout is 0
+    // (the test server itself keeps idle connections for 5 s).
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    CHECK(EstablishedTo(server.port()) == (timeout_ms > 0 ? 0 : 1));
+    // The next request opens a new connection.
+    CHECK(root.GetServerInfo().ok());
+    CHECK(EstablishedTo(server.port()) == 1);
+  }
 }
