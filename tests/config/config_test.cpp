@@ -748,4 +748,13 @@ TEST_CASE("text the YAML parser never finishes is refused, not waited for") {
   // Normal texts parse as before.
   CHECK(LoadConfigText("scheduler:\n  max_jobs: 3\n", "t.yaml", NoEnv)->scheduler.max_jobs == 3);
 }
+
+TEST_CASE("replication.idle_connection_timeout: a duration, 30 s by default") {
+  CHECK(MustLoad("").replication.idle_connection_timeout == std::chrono::seconds(30));
+  CHECK(MustLoad("replication: {idle_connection_timeout: 2m}").replication.idle_connection_timeout ==
+        std::chrono::minutes(2));
+  CHECK_PROBLEM(Problems("replication: {idle_connection_timeout: soon}"),
+                "replication.idle_connection_timeout:");
+}
+
 }  // namespace couchrepd
