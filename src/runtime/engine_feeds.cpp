@@ -138,6 +138,24 @@ void Engine::Impl::RunFeed(Feed& feed) {
   CouchClient db = ServerClient().Database(feed.db);
   std::string since = "0";
   std::optional<ValidationState> validation_sent;
+  // The database or its feed failed: health and log say why; a database
+  // that is gone ends its jobs, and the feed starts over from 0 if it comes back.
+  auto Failed = [&](const Error& error, bool reconnect, const std::string& what) {
+    std::string reason = ScrubSecrets(error.Message());
+    SetHealth(feed.db, [&](FeedHealth& h) {
+      h.connected = false;
+      h.error = reason;
+      if (reconnect) ++h.reconnects;
+    });
+    LogWith({.error = reason}, spdlog::level::warn, "{}: {}", what, reason);
+    if (error.http_status == 404) {
+      Event e;
+      e.kind = Event::Kind::kFeedLost;
+      e.db = feed.db;
+      Post(std::move(e));
+      since = "0";
+    }
+  };
   while (!feed.cancel.cancelled()) {
     Config cfg;  // re-read: a SIGHUP may have listed or unlisted this database
     {
@@ -147,20 +165,7 @@ void Engine::Impl::RunFeed(Feed& feed) {
     ValidationState validation;
     Status prepared = PrepareDatabase(db, feed.db, cfg, validation);
     if (!prepared.ok()) {
-      std::string reason = ScrubSecrets(prepared.error().Message());
-      SetHealth(feed.db, [&](FeedHealth& h) {
-        h.connected = false;
-        h.error = reason;
-      });
-      LogWith({.error = reason}, spdlog::level::warn, "replicator database {}: {}", feed.db,
-              reason);
-      if (prepared.error().http_status == 404) {
-        Event e;
-        e.kind = Event::Kind::kFeedLost;
-        e.db = feed.db;
-        Post(std::move(e));
-        since = "0";
-      }
+      Failed(prepared.error(), false, "replicator database " + feed.db);
       if (!SleepUnlessCancelled(clock, kFeedRetry, &feed.cancel)) break;
       continue;
     }
@@ -212,21 +217,7 @@ void Engine::Impl::RunFeed(Feed& feed) {
         });
     if (feed.cancel.cancelled()) break;
     if (!r.ok()) {
-      std::string reason = ScrubSecrets(r.error().Message());
-      SetHealth(feed.db, [&](FeedHealth& h) {
-        h.connected = false;
-        h.error = reason;
-        ++h.reconnects;
-      });
-      LogWith({.error = reason}, spdlog::level::warn, "replicator feed {} failed: {}", feed.db,
-              reason);
-      if (r.error().http_status == 404) {
-        Event e;
-        e.kind = Event::Kind::kFeedLost;
-        e.db = feed.db;
-        Post(std::move(e));
-        since = "0";
-      }
+      Failed(r.error(), true, "replicator feed " + feed.db + " failed");
       if (!SleepUnlessCancelled(clock, kFeedRetry, &feed.cancel)) break;
     }
   }
