@@ -90,7 +90,6 @@ void Engine::Impl::Handle(Event& e, TimePoint now) {
 }
 
 void Engine::Impl::Loop() {
-  TimePoint shutdown_deadline{};
   bool stopping_all = false;
   while (true) {
     TimePoint now = clock.Now();
@@ -161,6 +160,7 @@ Status Engine::Start() {
     spdlog::info("server {} (uuid {})", m.server_endpoint.url.Redacted(), *uuid);
   }
   m.writer_client.emplace(m.server_endpoint, m.http);
+  m.writer_client->SetCancel(&m.writes_cancel);
   m.writers = std::make_unique<WorkerPool>(kWriterThreads, "write-back");
   m.id_workers = std::make_unique<WorkerPool>(kIdThreads, "replication id");
   m.SyncDatabases({}, m.clock.Now());

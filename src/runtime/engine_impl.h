@@ -114,11 +114,15 @@ struct Engine::Impl {
 
   std::unique_ptr<WorkerPool> writers;
   std::optional<CouchClient> writer_client;  // the writers' shared session
+  CancelToken writes_cancel;  // cuts the state writes in flight at the shutdown deadline
   std::unique_ptr<WorkerPool> id_workers;
   std::thread engine_thread;
   std::thread discovery_thread;
   CancelToken discovery_cancel;
   std::atomic<bool> shutting_down{false};
+  // Set by the engine thread (BeginShutdown) before it ends; read by
+  // Shutdown after joining it.
+  TimePoint shutdown_deadline{};
 
   Clock& clock = SystemClock();
 

@@ -1,6 +1,8 @@
 // Engine: Shutdown, stopping the feeds and every job with a checkpoint within shutdown_timeout.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -66,8 +68,15 @@ void Engine::Shutdown() {
     for (const auto& [db, f] : m.feeds) dbs.push_back(db);
   }
   for (const auto& db : dbs) m.StopFeed(db);
-  if (m.id_workers) m.id_workers->Stop();
-  if (m.writers) m.writers->Stop();
+  // State writes and id computations still queued get what is left of
+  // shutdown_timeout; then the queued ones are dropped (the feed brings the
+  // documents back at the next start) and the writes in flight are cut.
+  auto left = [&m] {
+    auto d = m.shutdown_deadline - m.clock.Now();
+    return std::max<std::chrono::steady_clock::duration>(d, std::chrono::milliseconds(100));
+  };
+  if (m.id_workers) m.id_workers->Stop(left());
+  if (m.writers) m.writers->Stop(left(), [&m] { m.writes_cancel.Cancel(); });
 }
 
 }  // namespace couchrepd

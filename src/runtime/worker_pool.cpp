@@ -12,6 +12,7 @@ WorkerPool::WorkerPool(int threads, const char* name) : name_(name) {
   // Every queue exists before the first thread runs: a thread must never
   // read queues_ while it is still growing (found by TSan).
   for (int i = 0; i < threads; ++i) queues_.push_back(std::make_unique<Queue>());
+  running_ = queues_.size();
   for (auto& q : queues_) {
     Queue* queue = q.get();
     threads_.emplace_back([this, queue] { Run(*queue); });
@@ -25,11 +26,33 @@ void WorkerPool::Post(size_t key, std::function<void()> task) {
   q.cv.notify_one();
 }
 
-void WorkerPool::Stop() {
+void WorkerPool::Stop(std::chrono::steady_clock::duration allowed,
+                      const std::function<void()>& at_deadline) {
   for (auto& q : queues_) {
     std::lock_guard<std::mutex> lock(q->mu);
     q->stop = true;
     q->cv.notify_all();
+  }
+  bool drained;
+  {
+    std::unique_lock<std::mutex> lock(done_mu_);
+    auto done = [&] { return running_ == 0; };
+    if (allowed == std::chrono::steady_clock::duration::max()) {
+      done_cv_.wait(lock, done);
+      drained = true;
+    } else {
+      drained = done_cv_.wait_for(lock, allowed, done);
+    }
+  }
+  if (!drained) {
+    size_t dropped = 0;
+    for (auto& q : queues_) {
+      std::lock_guard<std::mutex> lock(q->mu);
+      dropped += q->tasks.size();
+      q->tasks.clear();
+    }
+    spdlog::warn("{}: out of time, {} queued tasks dropped", name_, dropped);
+    if (at_deadline) at_deadline();
   }
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
@@ -42,7 +65,12 @@ void WorkerPool::Run(Queue& q) {
     {
       std::unique_lock<std::mutex> lock(q.mu);
       q.cv.wait(lock, [&] { return q.stop || !q.tasks.empty(); });
-      if (q.tasks.empty()) return;  // stopping and drained
+      if (q.tasks.empty()) {  // stopping and drained
+        std::lock_guard<std::mutex> done(done_mu_);
+        --running_;
+        done_cv_.notify_all();
+        return;
+      }
       task = std::move(q.tasks.front());
       q.tasks.pop_front();
     }

@@ -1,6 +1,7 @@
 // WorkerPool: fixed threads running posted tasks in FIFO order, serially per key.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -19,8 +20,11 @@ class WorkerPool {
   WorkerPool(int threads, const char* name);
   ~WorkerPool() { Stop(); }
   void Post(size_t key, std::function<void()> task);
-  // Runs the tasks already posted, then joins every thread.
-  void Stop();
+  // Runs the tasks already posted, then joins every thread. Past `allowed`,
+  // the tasks not started are dropped and `at_deadline` is called (to cut
+  // the ones running short) before joining.
+  void Stop(std::chrono::steady_clock::duration allowed = std::chrono::steady_clock::duration::max(),
+            const std::function<void()>& at_deadline = {});
 
  private:
   struct Queue {
@@ -33,6 +37,9 @@ class WorkerPool {
   const char* name_;
   std::vector<std::unique_ptr<Queue>> queues_;
   std::vector<std::thread> threads_;
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  size_t running_ = 0;  // threads not yet returned from Run
 };
 
 }  // namespace couchrepd
