@@ -1,6 +1,8 @@
 #include "http_session.h"
 
 #include <cerrno>
+#include <csignal>
+#include <pthread.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -173,7 +175,16 @@ class IdleReaper {
     sessions_.insert(session);
     if (!started_) {
       started_ = true;
+      // The reaper takes no signals: a command that waits for SIGINT/SIGTERM
+      // on a thread of its own may create the first session before it blocks
+      // them, and the reaper would inherit them unblocked and be the thread
+      // the kernel picks (killing `replicate` without its checkpoint).
+      sigset_t all;
+      sigset_t old;
+      sigfillset(&all);
+      pthread_sigmask(SIG_SETMASK, &all, &old);
       std::thread([this] { Loop(); }).detach();
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
     }
   }
   // After this returns the reaper never touches `session` again.
