@@ -439,7 +439,8 @@ struct MultipartRelatedReader::Impl {
     OpenRevsAttachment att;
     att.name = stub.name;
     att.content_type = std::string(h.Get("content-type").value_or(stub.content_type));
-    att.encoding = h.Get("content-encoding") ? AsciiLower(*h.Get("content-encoding")) : stub.encoding;
+    const auto content_encoding = h.Get("content-encoding");
+    att.encoding = content_encoding ? AsciiLower(*content_encoding) : stub.encoding;
     if (att.encoding == "identity") att.encoding.clear();
     expected_length = stub.length;
     if (auto cl = h.Get("content-length")) {
