@@ -74,6 +74,15 @@ class Channel {
     not_empty_.notify_all();
   }
 
+  // Empties and reopens the channel for another round; only while no thread
+  // pushes or pops.
+  void Reset() {
+    std::lock_guard<std::mutex> lock(mu_);
+    items_.clear();
+    closed_ = false;
+    filling_ = 0;
+  }
+
   size_t size() const {
     std::lock_guard<std::mutex> lock(mu_);
     return items_.size();

@@ -150,6 +150,11 @@ struct Config {
     // A pooled keep-alive connection unused this long is closed, so idle jobs
     // hold no sockets (continuous feeds have their own connection).
     std::chrono::milliseconds idle_connection_timeout = std::chrono::seconds(30);
+    // Jobs that replicate at the same moment (threads of the run pool): a
+    // one-shot job holds one for its whole run, a continuous job whose
+    // source is on the watched server only while it has changes to write.
+    // Each holds up to worker_processes + 1 more threads while it runs.
+    int active_jobs = 8;
     bool operator==(const Replication&) const = default;
   };
 

@@ -11,6 +11,13 @@
 // batches (SeqTracker) and is checkpointed to both sides every
 // checkpoint_interval, at completion and on Stop().
 //
+// Passes (continuous jobs with `park_when_idle`): each Run() reads the
+// source's changes up to now with a normal feed, writes them and returns
+// kIdle, holding no thread and no feed; the caller runs it again when the
+// source may have changed or when NextCheckpoint() is due. The first Run()
+// also does the start; the job's state (checkpoint, session, statistics) is
+// kept between passes. A Run() after Stop() only checkpoints.
+//
 // Thread safety: Run() blocks its caller; Stop() and Snapshot() may be called
 // from any thread at any time.
 #pragma once
@@ -41,6 +48,7 @@ struct JobSettings {
   int64_t attachment_stream_threshold_bytes = 1 << 20;
   std::string temp_dir;  // replication.temp_dir ("" = $TMPDIR, else /tmp)
   Duration heartbeat = std::chrono::seconds(10);  // continuous source feed
+  bool park_when_idle = false;  // continuous: run in passes (see above)
   std::string log_prefix;    // e.g. "[_replicator/mydoc]"
   // Structured log fields of every line the job's threads write: db and
   // doc_id of its document (serve); the job adds replication_id, source and
@@ -65,6 +73,7 @@ struct JobSnapshot {
 enum class JobEnd {
   kCompleted,  // one-shot: everything up to the feed's last_seq is written
   kStopped,    // Stop() was called (after a checkpoint)
+  kIdle,       // park_when_idle: caught up; Run() again for the next pass
 };
 
 class ReplicationJob {
@@ -81,6 +90,9 @@ class ReplicationJob {
   // Stop, and cancel the final checkpoint too (the shutdown deadline passed).
   void Abort();
   JobSnapshot Snapshot() const;
+  // When a parked job must run a pass to checkpoint what it has written;
+  // nullopt when everything written is checkpointed.
+  std::optional<TimePoint> NextCheckpoint() const;
 
  private:
   struct Impl;

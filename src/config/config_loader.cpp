@@ -636,6 +636,7 @@ std::vector<Field> Loader::Fields(Config& c) {
               Path("temp_dir", replication.temp_dir),
               Path("ca_file", replication.ca_file),
               Dur("idle_connection_timeout", replication.idle_connection_timeout),
+              Int("active_jobs", replication.active_jobs, 1, 1024),
           }),
       Sub("retry",
           {

@@ -213,6 +213,7 @@ std::string DescribeConfig(const Config& c) {
   w.Line(1, "temp_dir", Scalar(replication.temp_dir));
   w.Line(1, "ca_file", Scalar(replication.ca_file));
   w.Line(1, "idle_connection_timeout", Dur(replication.idle_connection_timeout));
+  w.Line(1, "active_jobs", std::to_string(replication.active_jobs));
 
   const Config::Retry& retry = c.retry;
   w.Section(0, "retry");

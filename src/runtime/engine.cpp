@@ -83,6 +83,15 @@ void Engine::Impl::Handle(Event& e, TimePoint now) {
     case Event::Kind::kDbSet:
       SyncDatabases(e.dbs, now);
       break;
+    case Event::Kind::kJobParked:
+      OnJobParked(e, now);
+      break;
+    case Event::Kind::kDbUpdated:
+      OnDbUpdated(e.dbs);
+      break;
+    case Event::Kind::kWakeFeed:
+      OnWakeFeed(e.wake_feed, now);
+      break;
     case Event::Kind::kWake:
     case Event::Kind::kShutdown:
       break;
@@ -95,6 +104,7 @@ void Engine::Impl::Loop() {
     TimePoint now = clock.Now();
     TimePoint wake = scheduler.NextWakeup(now);
     if (!retries.empty()) wake = std::min(wake, retries.begin()->first);
+    if (!checkpoint_passes.empty()) wake = std::min(wake, checkpoint_passes.begin()->first);
     wake = std::min(wake, now + kSnapshotPeriod);
     std::deque<Event> batch;
     {
@@ -106,9 +116,13 @@ void Engine::Impl::Loop() {
     bool shutdown = false;
     for (auto& e : batch) {
       if (e.kind == Event::Kind::kShutdown) shutdown = true;
-      // While stopping, only the ends of jobs matter: rows, ids and
-      // commands arriving now must not start anything new.
-      if (stopping_all && e.kind != Event::Kind::kJobEnded) continue;
+      // While stopping, only the ends of jobs (and of passes, which may
+      // still owe a checkpoint) matter: rows, ids and commands arriving
+      // now must not start anything new.
+      if (stopping_all && e.kind != Event::Kind::kJobEnded &&
+          e.kind != Event::Kind::kJobParked) {
+        continue;
+      }
       Handle(e, now);
     }
     if (shutdown && !stopping_all) {
@@ -124,6 +138,7 @@ void Engine::Impl::Loop() {
       continue;
     }
     if (!batch.empty() || now >= wake) Apply(scheduler.Tick(now), now);
+    RunCheckpointPasses(now);
     while (!retries.empty() && retries.begin()->first <= now) {
       auto [key, gen] = retries.begin()->second;
       retries.erase(retries.begin());
@@ -163,6 +178,9 @@ Status Engine::Start() {
   m.writer_client->SetCancel(&m.writes_cancel);
   m.writers = std::make_unique<WorkerPool>(kWriterThreads, "write-back");
   m.id_workers = std::make_unique<WorkerPool>(kIdThreads, "replication id");
+  m.run_pool = std::make_unique<WorkerPool>(m.config.replication.active_jobs, "job runs",
+                                            /*shared_queue=*/true);
+  m.wake_thread = std::thread([&m] { m.RunWakeFeed(); });
   m.SyncDatabases({}, m.clock.Now());
   if (m.config.replicator.discover) m.discovery_thread = std::thread([&m] { m.RunDiscovery(); });
   m.Publish(m.clock.Now());

@@ -25,6 +25,27 @@
 
 namespace couchrepd {
 
+// The one _db_updates feed that wakes parked jobs (engine_wake.cpp).
+enum class WakeFeedState {
+  kUnknown,  // not answered yet
+  kUp,       // following from a point after which no event is missed
+  kMissing,  // the server has no _db_updates: continuous jobs keep their own feeds
+};
+
+// One `_db_updates` answer ({"results":[...],"last_seq":...}): the databases
+// named, and last_seq as raw JSON text (integer or opaque string) to send
+// back as `since`.
+struct DbUpdatesPage {
+  std::set<std::string> dbs;
+  std::set<std::string> created_or_deleted;
+  std::string last_seq;
+};
+Result<DbUpdatesPage> ReadDbUpdates(CouchClient& root, QueryParams query);
+// CouchDB without _global_changes answers 404; other servers 400 or 405.
+bool DbUpdatesMissing(const Error& e);
+// "_replicator" or ".../_replicator".
+bool IsReplicatorDbName(const std::string& name);
+
 struct Engine::Impl {
   struct Event {
     enum class Kind {
@@ -36,7 +57,10 @@ struct Engine::Impl {
       kReload,
       kDbSet,
       kWake,
-      kShutdown
+      kShutdown,
+      kJobParked,   // a pass ended caught up (job_id, run, progress)
+      kDbUpdated,   // databases on the watched server changed (dbs)
+      kWakeFeed     // the _db_updates feed (re)started or is missing (wake_feed)
     };
     Kind kind = Kind::kWake;
     std::string db;
@@ -51,6 +75,7 @@ struct Engine::Impl {
     std::function<void()> command;
     std::shared_ptr<Config> config;
     std::set<std::string> dbs;
+    WakeFeedState wake_feed = WakeFeedState::kUnknown;
   };
 
   struct Feed {
@@ -68,11 +93,18 @@ struct Engine::Impl {
     double start_unix = 0;
   };
 
+  // A run of a job: on its own thread (continuous jobs that cannot park), or
+  // in passes on the run pool (one-shot jobs: one pass; continuous jobs
+  // whose source is on the watched server: a pass whenever it changes).
   struct Runner {
     uint64_t run = 0;
     std::string job_id;
     std::shared_ptr<ReplicationJob> job;
     std::thread thread;
+    bool pooled = false;
+    bool queued = false;     // a pass is queued or running on the pool
+    bool wake = false;       // the source changed while a pass was queued or running
+    std::string source_db;   // watched through _db_updates ("" = not watched)
   };
 
   explicit Impl(Config c);
@@ -116,9 +148,21 @@ struct Engine::Impl {
   std::optional<CouchClient> writer_client;  // the writers' shared session
   CancelToken writes_cancel;  // cuts the state writes in flight at the shutdown deadline
   std::unique_ptr<WorkerPool> id_workers;
+  std::unique_ptr<WorkerPool> run_pool;  // replication.active_jobs threads running passes
+  // Engine thread: the wake feed's state, the pooled continuous runs by
+  // source database, and the checkpoint passes of parked runs.
+  WakeFeedState wake_feed = WakeFeedState::kUnknown;
+  std::map<std::string, std::set<std::string>> watched;
+  std::multimap<TimePoint, std::pair<std::string, uint64_t>> checkpoint_passes;
+  std::thread wake_thread;
+  CancelToken wake_cancel;
   std::thread engine_thread;
   std::thread discovery_thread;
   CancelToken discovery_cancel;
+  std::mutex discovery_mu;
+  std::condition_variable discovery_cv;
+  bool discovery_kicked = false;    // a replicator database came or went
+  bool db_updates_missing = false;  // discovery polls
   std::atomic<bool> shutting_down{false};
   // Set by the engine thread (BeginShutdown) before it ends; read by
   // Shutdown after joining it.
@@ -145,18 +189,33 @@ struct Engine::Impl {
   void RunFeed(Feed& feed);
 
   // --- engine_discovery.cpp: which replicator databases are followed ---
+  // (_db_updates answers are read by engine_wake.cpp's ReadDbUpdates)
   void RunDiscovery();
+  // Lists again at once (a replicator database came or went), or notes that
+  // _db_updates is missing.
+  void KickDiscovery(bool missing = false);
   void SyncDatabases(const std::set<std::string>& found, TimePoint now);
 
   // --- engine_jobs.cpp: job runners and the actions of the core ---
   JobSettings SettingsFor(const std::string& job_id, const JobRecord& rec);
   void StartRunner(const std::string& job_id, TimePoint now);
   LogFields JobLogFields(const std::string& job_id, std::string job_state, std::string error);
+  void PostRunResult(ReplicationJob& job, const std::string& job_id, uint64_t run);
+  void QueuePass(Runner& r, bool front);
   void StopRunner(const std::string& job_id);
   void jobs_progress_keep(const std::string& job_id, const JobSnapshot& s);
   void OnJobEnded(Event& e, TimePoint now);
   void Apply(const std::vector<SchedulerAction>& actions, TimePoint now);
   void Apply(const std::vector<DocAction>& actions, TimePoint now);
+
+  // --- engine_wake.cpp: passes on the run pool, woken by one _db_updates feed ---
+  std::string WatchedSourceDb(const ReplicationSpec& spec) const;
+  void OnJobParked(Event& e, TimePoint now);
+  void OnDbUpdated(const std::set<std::string>& dbs);
+  void OnWakeFeed(WakeFeedState state, TimePoint now);
+  void RunCheckpointPasses(TimePoint now);
+  void Unwatch(const Runner& r);
+  void RunWakeFeed();
 
   // --- engine_snapshot.cpp ---
   void Publish(TimePoint now);

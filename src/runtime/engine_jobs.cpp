@@ -54,30 +54,26 @@ void Engine::Impl::StartRunner(const std::string& job_id, TimePoint now) {
   r.job_id = job_id;
   JobSettings settings = SettingsFor(job_id, rec->second);
   std::string prefix = settings.log_prefix;
+  // One-shot jobs run on the pool; continuous jobs too when their source's
+  // changes reach us through _db_updates (they park between passes); the
+  // others follow their source on threads of their own.
+  if (settings.spec.continuous && wake_feed != WakeFeedState::kMissing) {
+    r.source_db = WatchedSourceDb(settings.spec);
+  }
+  r.pooled = !settings.spec.continuous || !r.source_db.empty();
+  settings.park_when_idle = !r.source_db.empty();
   r.job = std::make_shared<ReplicationJob>(std::move(settings));
   rec->second.start_unix = clock.UnixSeconds();
-  auto job = r.job;
-  uint64_t run = r.run;
-  r.thread = std::thread([this, job, job_id, run] {
-    // Nothing a server sends may end the process: an allocation or a
-    // thread that fails inside the job fails only the job (SPEC §10).
-    Result<JobEnd> result = Error::Temporary("internal", "the job ended without a result");
-    try {
-      result = job->Run();
-    } catch (const std::bad_alloc&) {
-      result = Error::Temporary("out_of_memory", "the job ran out of memory");
-    } catch (const std::exception& e) {
-      result = Error::Temporary("internal", CapText(e.what()));
-    }
-    Event e;
-    e.kind = Event::Kind::kJobEnded;
-    e.job_id = job_id;
-    e.run = run;
-    e.progress = job->Snapshot();
-    e.end = std::move(result);
-    Post(std::move(e));
-  });
-  runners[job_id] = std::move(r);
+  if (r.pooled) {
+    if (!r.source_db.empty()) watched[r.source_db].insert(job_id);
+    Runner& placed = runners[job_id] = std::move(r);
+    QueuePass(placed, false);
+  } else {
+    auto job = r.job;
+    uint64_t run = r.run;
+    r.thread = std::thread([this, job, job_id, run] { PostRunResult(*job, job_id, run); });
+    runners[job_id] = std::move(r);
+  }
   ++counters.jobs_started;
   LogWith({.db = rec->second.database,
            .doc_id = rec->second.doc_id,
@@ -85,6 +81,43 @@ void Engine::Impl::StartRunner(const std::string& job_id, TimePoint now) {
            .job_state = "running"},
           spdlog::level::info, "{} started", prefix);
   Apply(processor.OnJobStarted(job_id, now), now);
+}
+
+// Runs the job (a whole run, or one pass) and posts how it ended. Nothing a
+// server sends may end the process: an allocation or a thread that fails
+// inside the job fails only the job (SPEC §10).
+void Engine::Impl::PostRunResult(ReplicationJob& job, const std::string& job_id, uint64_t run) {
+  Result<JobEnd> result = Error::Temporary("internal", "the job ended without a result");
+  try {
+    result = job.Run();
+  } catch (const std::bad_alloc&) {
+    result = Error::Temporary("out_of_memory", "the job ran out of memory");
+  } catch (const std::exception& e) {
+    result = Error::Temporary("internal", CapText(e.what()));
+  }
+  Event e;
+  e.kind = result.ok() && *result == JobEnd::kIdle ? Event::Kind::kJobParked
+                                                    : Event::Kind::kJobEnded;
+  e.job_id = job_id;
+  e.run = run;
+  e.progress = job.Snapshot();
+  e.end = std::move(result);
+  Post(std::move(e));
+}
+
+// Queues a pass of a pooled run (at the front: a stopped run's checkpoint).
+void Engine::Impl::QueuePass(Runner& r, bool front) {
+  r.queued = true;
+  r.wake = false;
+  auto job = r.job;
+  std::string job_id = r.job_id;
+  uint64_t run = r.run;
+  auto task = [this, job, job_id, run] { PostRunResult(*job, job_id, run); };
+  if (front) {
+    run_pool->PostFront(0, std::move(task));
+  } else {
+    run_pool->Post(0, std::move(task));
+  }
 }
 
 // The structured log fields of a job's line written by the engine.
@@ -106,6 +139,9 @@ void Engine::Impl::StopRunner(const std::string& job_id) {
   auto it = runners.find(job_id);
   if (it == runners.end()) return;
   it->second.job->Stop();
+  Unwatch(it->second);
+  // A parked run has no pass to end: one more checkpoints what it wrote.
+  if (it->second.pooled && !it->second.queued) QueuePass(it->second, true);
   jobs_progress_keep(job_id, it->second.job->Snapshot());
   stopping.push_back(std::move(it->second));
   runners.erase(it);
@@ -131,6 +167,7 @@ void Engine::Impl::OnJobEnded(Event& e, TimePoint now) {
   auto rit = runners.find(e.job_id);
   if (rit != runners.end() && rit->second.run == e.run) {
     if (rit->second.thread.joinable()) rit->second.thread.join();
+    Unwatch(rit->second);
     runners.erase(rit);
     current = true;
   }

@@ -53,6 +53,10 @@ bool Engine::ResumeJob(const std::string& job_id) {
 }
 
 void Engine::Impl::ApplyReload(const Config& next, TimePoint now) {
+  if (next.replication.active_jobs != config.replication.active_jobs) {
+    spdlog::warn("replication.active_jobs changed from {} to {}: takes effect at the next start",
+                 config.replication.active_jobs, next.replication.active_jobs);
+  }
   InitLoggingFromConfig(next);
   RegisterConfigSecrets(next);
   {

@@ -27,6 +27,8 @@ TimePoint Engine::Impl::BeginShutdown(TimePoint now) {
     std::lock_guard<std::mutex> lock(feeds_mu);
     for (auto& [db, feed] : feeds) feed->cancel.Cancel();
   }
+  wake_cancel.Cancel();
+  checkpoint_passes.clear();
   std::vector<std::string> ids;
   for (const auto& [id, r] : runners) ids.push_back(id);
   for (const auto& id : ids) StopRunner(id);
@@ -61,7 +63,13 @@ void Engine::Shutdown() {
   m.Post(std::move(e));
   m.engine_thread.join();
   m.discovery_cancel.Cancel();
+  m.KickDiscovery();
   if (m.discovery_thread.joinable()) m.discovery_thread.join();
+  m.wake_cancel.Cancel();
+  if (m.wake_thread.joinable()) m.wake_thread.join();
+  // Passes still queued belong to runs aborted at the deadline: they end at
+  // once (their requests are cancelled).
+  if (m.run_pool) m.run_pool->Stop();
   std::vector<std::string> dbs;
   {
     std::lock_guard<std::mutex> lock(m.feeds_mu);

@@ -87,6 +87,8 @@ struct ReplicationJob::Impl {
   std::string source_instance, target_instance;
   std::optional<std::string> source_rev, target_rev;
   std::optional<CheckpointDoc> previous;  // the source side's document
+  bool started = false;                   // Start() done (passes: the first Run)
+  TimePoint next_checkpoint{};            // guarded by mu
 
   void Fail(Error e) {
     {
@@ -105,6 +107,8 @@ struct ReplicationJob::Impl {
   void ReadFeedGuarded();
   void FailOnException(const char* where, const std::exception_ptr& ep);
   Status Checkpoint();
+  bool Passes() const { return settings.spec.continuous && settings.park_when_idle; }
+  void RunPass(bool& stopped);
   Result<JobEnd> Run();
 };
 
@@ -195,7 +199,12 @@ void ReplicationJob::Impl::ReadFeed() {
     }
     return rows.Push(std::move(row));
   };
-  if (spec.continuous) {
+  if (Passes()) {
+    // Later passes read from what is fully written (all of the last pass).
+    std::lock_guard<std::mutex> lock(mu);
+    if (snap.through_seq) req.since = *snap.through_seq;
+  }
+  if (spec.continuous && !Passes()) {
     req.heartbeat = settings.heartbeat;
     // Drain once with a normal feed so "caught up" is known, then follow.
     ChangesRequest first = req;
@@ -241,6 +250,10 @@ void ReplicationJob::Impl::ReadFeed() {
         snap.source_seq = last;
       }
       rows.Push(ChangeRow{"", last, {}, false, ""});  // the end marker
+      if (Passes()) {
+        std::lock_guard<std::mutex> lock(mu);
+        snap.caught_up = true;
+      }
       break;
     }
     if (feed_cancel.cancelled()) break;
@@ -405,19 +418,9 @@ Status ReplicationJob::Impl::Checkpoint() {
   return OkStatus();
 }
 
-Result<JobEnd> ReplicationJob::Impl::Run() {
-  ScopedLogFields log_scope(log_fields);
-  Status started = Start();
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    if (stop_requested) return JobEnd::kStopped;  // also when Start() was interrupted
-  }
-  if (!started.ok()) return started.error();
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    if (stop_requested) return JobEnd::kStopped;
-    workers_running = settings.spec.worker_processes;
-  }
+// One pass of the pipeline: the changes reader and the workers until the
+// feed is written (one-shot, passes), a failure or a stop.
+void ReplicationJob::Impl::RunPass(bool& stopped) {
   std::thread reader;
   std::vector<std::thread> workers;
   try {
@@ -440,14 +443,11 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
     Fail(Error::Temporary("internal", std::string("could not start a job thread: ") + e.what()));
   }
 
-  TimePoint next_checkpoint = clock.Now() + settings.spec.checkpoint_interval;
-  bool stopped = false;
-  std::optional<Error> checkpoint_error;
   while (true) {
     std::unique_lock<std::mutex> lock(mu);
     // Sleep until the next checkpoint is due unless something happens (no
     // polling: hundreds of idle continuous jobs must cost no CPU).
-    cv.wait_until(lock, next_checkpoint, [&] {
+    cv.wait_until(lock, TimePoint(next_checkpoint), [&] {
       return failure || stop_requested || workers_running == 0;
     });
     if (failure) break;
@@ -456,8 +456,9 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
       break;
     }
     if (workers_running == 0) break;
+    bool due = clock.Now() >= next_checkpoint;
     lock.unlock();
-    if (clock.Now() >= next_checkpoint) {
+    if (due) {
       Status s = Checkpoint();
       if (!s.ok() && job_cancel.cancelled()) {
         stopped = true;
@@ -471,6 +472,7 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
         Fail(s.error());
         break;
       }
+      std::lock_guard<std::mutex> guard(mu);
       next_checkpoint = clock.Now() + settings.spec.checkpoint_interval;
     }
   }
@@ -480,11 +482,61 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
   rows.Abort();
   if (reader.joinable()) reader.join();
   for (auto& w : workers) w.join();
+}
+
+Result<JobEnd> ReplicationJob::Impl::Run() {
+  ScopedLogFields log_scope(log_fields);
+  bool stopped = false;
+  if (!started) {
+    Status s = Start();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (stop_requested) return JobEnd::kStopped;  // also when Start() was interrupted
+    }
+    if (!s.ok()) return s.error();
+    started = true;
+    std::lock_guard<std::mutex> lock(mu);
+    next_checkpoint = clock.Now() + settings.spec.checkpoint_interval;
+  }
+  {
+    // A new pass (passes) or the only one: fresh feed state.
+    std::lock_guard<std::mutex> lock(mu);
+    if (failure) return *failure;
+    stopped = stop_requested;
+    if (!stopped) {
+      workers_running = settings.spec.worker_processes;
+      feed_done = false;
+      feed_cancel = CancelToken();
+      rows.Reset();
+    }
+  }
+  if (!stopped) RunPass(stopped);
 
   std::optional<Error> failed;
   {
     std::lock_guard<std::mutex> lock(mu);
     failed = failure;
+  }
+  if (Passes() && !failed && !stopped) {
+    // Caught up: checkpoint when due, then hand the thread back.
+    bool due;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      due = clock.Now() >= next_checkpoint;
+    }
+    if (!due) return JobEnd::kIdle;
+    Status s = Checkpoint();
+    if (s.ok()) {
+      std::lock_guard<std::mutex> lock(mu);
+      next_checkpoint = clock.Now() + settings.spec.checkpoint_interval;
+      return JobEnd::kIdle;
+    }
+    if (!job_cancel.cancelled()) {
+      std::lock_guard<std::mutex> lock(mu);
+      ++snap.checkpoints_failed;
+      return s.error();
+    }
+    stopped = true;
   }
   // Checkpoint what is fully written, whatever happened; a stop cancelled the
   // job's requests, so this one has a token of its own.
@@ -509,11 +561,13 @@ ReplicationJob::~ReplicationJob() = default;
 Result<JobEnd> ReplicationJob::Run() { return impl_->Run(); }
 
 void ReplicationJob::Stop() {
+  CancelToken feed;  // a pass replaces the job's token under mu
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->stop_requested = true;
+    feed = impl_->feed_cancel;
   }
-  impl_->feed_cancel.Cancel();
+  feed.Cancel();
   impl_->job_cancel.Cancel();
   impl_->cv.notify_all();
 }
@@ -521,6 +575,15 @@ void ReplicationJob::Stop() {
 void ReplicationJob::Abort() {
   Stop();
   impl_->final_cancel.Cancel();
+}
+
+std::optional<TimePoint> ReplicationJob::NextCheckpoint() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  if (!impl_->settings.spec.use_checkpoints || !impl_->snap.through_seq ||
+      impl_->snap.through_seq == impl_->snap.checkpointed_seq) {
+    return std::nullopt;
+  }
+  return impl_->next_checkpoint;
 }
 
 JobSnapshot ReplicationJob::Snapshot() const {

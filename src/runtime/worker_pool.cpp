@@ -8,15 +8,23 @@
 
 namespace couchrepd {
 
-WorkerPool::WorkerPool(int threads, const char* name) : name_(name) {
+WorkerPool::WorkerPool(int threads, const char* name, bool shared_queue) : name_(name) {
   // Every queue exists before the first thread runs: a thread must never
   // read queues_ while it is still growing (found by TSan).
-  for (int i = 0; i < threads; ++i) queues_.push_back(std::make_unique<Queue>());
-  running_ = queues_.size();
-  for (auto& q : queues_) {
-    Queue* queue = q.get();
+  int queues = shared_queue ? 1 : threads;
+  for (int i = 0; i < queues; ++i) queues_.push_back(std::make_unique<Queue>());
+  running_ = static_cast<size_t>(threads);
+  for (int i = 0; i < threads; ++i) {
+    Queue* queue = queues_[static_cast<size_t>(i) % queues_.size()].get();
     threads_.emplace_back([this, queue] { Run(*queue); });
   }
+}
+
+void WorkerPool::PostFront(size_t key, std::function<void()> task) {
+  Queue& q = *queues_[key % queues_.size()];
+  std::lock_guard<std::mutex> lock(q.mu);
+  q.tasks.push_front(std::move(task));
+  q.cv.notify_one();
 }
 
 void WorkerPool::Post(size_t key, std::function<void()> task) {

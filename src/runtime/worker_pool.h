@@ -1,4 +1,5 @@
-// WorkerPool: fixed threads running posted tasks in FIFO order, serially per key.
+// WorkerPool: fixed threads running posted tasks in FIFO order, serially per key
+// (or from one shared queue).
 #pragma once
 
 #include <chrono>
@@ -14,12 +15,16 @@
 namespace couchrepd {
 
 // A simple FIFO worker pool with per-key ordering: `key` hashes tasks to a
-// fixed thread. A task that throws is logged and skipped.
+// fixed thread. With `shared_queue`, every thread takes the oldest task
+// (keys are ignored): no task waits behind a long one while a thread is free.
+// A task that throws is logged and skipped.
 class WorkerPool {
  public:
-  WorkerPool(int threads, const char* name);
+  WorkerPool(int threads, const char* name, bool shared_queue = false);
   ~WorkerPool() { Stop(); }
   void Post(size_t key, std::function<void()> task);
+  // Before every queued task (of key's queue).
+  void PostFront(size_t key, std::function<void()> task);
   // Runs the tasks already posted, then joins every thread. Past `allowed`,
   // the tasks not started are dropped and `at_deadline` is called (to cut
   // the ones running short) before joining.

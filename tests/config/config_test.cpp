@@ -757,4 +757,11 @@ TEST_CASE("replication.idle_connection_timeout: a duration, 30 s by default") {
                 "replication.idle_connection_timeout:");
 }
 
+TEST_CASE("replication.active_jobs: the run pool's size, 8 by default, 1 to 1024") {
+  CHECK(MustLoad("").replication.active_jobs == 8);
+  CHECK(MustLoad("replication: {active_jobs: 32}").replication.active_jobs == 32);
+  CHECK_PROBLEM(Problems("replication: {active_jobs: 0}"), "replication.active_jobs:");
+  CHECK_PROBLEM(Problems("replication: {active_jobs: many}"), "replication.active_jobs:");
+}
+
 }  // namespace couchrepd
