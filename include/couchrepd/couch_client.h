@@ -298,6 +298,10 @@ class CouchClient {
   // is given no token of its own uses `cancel` (null: none).
   void SetCancel(CancelToken* cancel);
 
+  // Closes the keep-alive connections of this client's session that no
+  // request uses now (a parked job holds no socket).
+  void CloseIdleConnections();
+
  private:
   CouchClient(Endpoint endpoint, std::shared_ptr<HttpSession> session);
   Endpoint endpoint_;

@@ -162,6 +162,10 @@ Result<HttpResponse> Expect2xx(HttpSession& session, HttpCall& call, const Endpo
 
 void CouchClient::SetCancel(CancelToken* cancel) { session_->SetDefaultCancel(cancel); }
 
+void CouchClient::CloseIdleConnections() {
+  session_->CloseIdleConnections(std::chrono::steady_clock::time_point::max());
+}
+
 Result<HttpResponse> CouchClient::Send(const HttpRequest& request) {
   HttpCall call = MakeCall(endpoint_, request.method, request.path, request.query);
   for (const auto& h : request.headers) call.headers.push_back(h);

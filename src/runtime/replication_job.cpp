@@ -503,6 +503,12 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
     std::lock_guard<std::mutex> lock(mu);
     if (failure) return *failure;
     stopped = stop_requested;
+    // A pass after a quiet time: what it writes is checkpointed one
+    // interval from now, not at once (a wake is answered with the writes
+    // alone; the checkpoint comes later, on its own pass).
+    if (Passes() && snap.through_seq == snap.checkpointed_seq) {
+      next_checkpoint = std::max(next_checkpoint, clock.Now() + settings.spec.checkpoint_interval);
+    }
     if (!stopped) {
       workers_running = settings.spec.worker_processes;
       feed_done = false;
@@ -518,17 +524,21 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
     failed = failure;
   }
   if (Passes() && !failed && !stopped) {
-    // Caught up: checkpoint when due, then hand the thread back.
+    // Caught up: checkpoint when due, then hand the thread back and the
+    // sockets too (a parked job may wait for hours).
     bool due;
     {
       std::lock_guard<std::mutex> lock(mu);
       due = clock.Now() >= next_checkpoint;
     }
-    if (!due) return JobEnd::kIdle;
-    Status s = Checkpoint();
+    Status s = due ? Checkpoint() : OkStatus();
     if (s.ok()) {
-      std::lock_guard<std::mutex> lock(mu);
-      next_checkpoint = clock.Now() + settings.spec.checkpoint_interval;
+      if (due) {
+        std::lock_guard<std::mutex> lock(mu);
+        next_checkpoint = clock.Now() + settings.spec.checkpoint_interval;
+      }
+      source.CloseIdleConnections();
+      target.CloseIdleConnections();
       return JobEnd::kIdle;
     }
     if (!job_cancel.cancelled()) {

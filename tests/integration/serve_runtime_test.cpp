@@ -31,6 +31,21 @@ int Threads(pid_t pid) {
   return n;
 }
 
+// Open sockets of a process.
+int Sockets(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  int n = 0;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return -1;
+  while (dirent* e = readdir(d)) {
+    char target[256];
+    ssize_t len = readlink((dir + "/" + e->d_name).c_str(), target, sizeof(target) - 1);
+    if (len > 0 && std::string(target, static_cast<size_t>(len)).rfind("socket:", 0) == 0) ++n;
+  }
+  closedir(d);
+  return n;
+}
+
 int64_t LiveFeeds(TestServer& server) {
   return JsonInt(server.Request("GET", "/_test/feeds").body, {"live_listeners"});
 }
@@ -91,6 +106,12 @@ TEST_CASE("serve runtime: idle continuous jobs park without a thread or a feed; 
   INFO("threads: " << threads);
   CHECK(threads > 0);
   CHECK(threads < 40);
+  // Nor a socket: a parked job closes its connections (the feeds of
+  // _replicator and _db_updates, the status API and write-back remain).
+  int sockets = Sockets(serve.process().pid());
+  INFO("sockets: " << sockets);
+  CHECK(sockets >= 0);
+  CHECK(sockets < 12);
   // And asks the sources nothing while nothing happens.
   REQUIRE(server.Request("DELETE", "/_test/requests").status == 200);
   std::this_thread::sleep_for(2s);
