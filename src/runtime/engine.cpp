@@ -23,6 +23,8 @@ using namespace std::chrono_literals;
 
 // How often the snapshot is refreshed while jobs make progress.
 constexpr Duration kSnapshotPeriod = 500ms;
+// ... and while every job is parked (well inside kMaxSnapshotAge, liveness).
+constexpr Duration kIdleSnapshotPeriod = 2s;
 constexpr int kWriterThreads = 4;
 constexpr int kIdThreads = 2;
 
@@ -44,6 +46,14 @@ void Engine::Impl::Post(Event e) {
     events.push_back(std::move(e));
   }
   events_cv.notify_one();
+}
+
+bool Engine::Impl::AnyRunActive() const {
+  if (!stopping.empty()) return true;
+  for (const auto& [id, r] : runners) {
+    if (!r.pooled || r.queued) return true;
+  }
+  return false;
 }
 
 CouchClient Engine::Impl::ServerClient() { return CouchClient(server_endpoint, http); }
@@ -144,7 +154,11 @@ void Engine::Impl::Loop() {
       retries.erase(retries.begin());
       Apply(processor.OnRetryDue(key, gen, now), now);
     }
-    if (dirty || now - last_snapshot >= kSnapshotPeriod) {
+    // Progress changes only while a run is active: with every job parked
+    // the snapshot is refreshed when something happened, else only often
+    // enough for liveness (thousands of idle jobs cost almost no CPU).
+    if (dirty || now - last_snapshot >= kIdleSnapshotPeriod ||
+        (now - last_snapshot >= kSnapshotPeriod && AnyRunActive())) {
       Publish(now);
       last_snapshot = now;
       dirty = false;

@@ -174,6 +174,7 @@ struct Engine::Impl {
   static double RandomUnit();
   void Post(Event e);
   CouchClient ServerClient();
+  bool AnyRunActive() const;  // a run on its own thread, a pass queued or running
   Result<std::string> Uuid();
   void Handle(Event& e, TimePoint now);
   void Loop();
