@@ -8,6 +8,13 @@
 //   node bench.js requests SERVER [reset]          print "TOTAL CHANGES": the requests the test
 //                                                  server logged so far, and how many were _changes
 //                                                  (GET /_test/requests); with reset, clear the log
+//   node bench.js endpoints SERVER                 print one JSON line: the requests the test server
+//                                                  logged so far by endpoint kind, {total, kinds:
+//                                                  {changes, revs_diff, bulk_get, bulk_docs, local,
+//                                                  ensure_full_commit, db_info, doc_get, other},
+//                                                  other_detail: {"METHOD /pattern": n}} (the
+//                                                  log's list; above 200000 requests one count per
+//                                                  kind by regex instead, without other_detail)
 //   node bench.js pouch  SOURCE_URL TARGET_URL BATCH_SIZE
 //        run PouchDB.replicate(source, target, {batch_size}) over the http adapter
 //        (pouchdb-core + pouchdb-adapter-http + pouchdb-replication) and print one
@@ -120,6 +127,76 @@ async function requests(server, reset) {
   console.log(`${all.json.count} ${changes.json.count}`);
 }
 
+// Endpoint kinds of the request counts (scripts/bench-replicate): the replication endpoints,
+// checkpoints (_local docs), db info (GET /db), document GETs (open_revs) and everything else.
+const KINDS = ['changes', 'revs_diff', 'bulk_get', 'bulk_docs', 'local', 'ensure_full_commit',
+  'db_info', 'doc_get', 'other'];
+const DB_ENDPOINTS = {
+  _changes: 'changes', _revs_diff: 'revs_diff', _bulk_get: 'bulk_get', _bulk_docs: 'bulk_docs',
+  _ensure_full_commit: 'ensure_full_commit',
+};
+const decode = (s) => { try { return decodeURIComponent(s); } catch (e) { return s; } };
+
+// classify(method, path) -> [kind, pattern]; path as the server logged it (percent-encoded)
+function classify(method, path) {
+  const segs = path.split('/').slice(1).map(decode);
+  const db = segs[0] || '';
+  if (db === '' || db.startsWith('_')) return ['other', `${method} /${db}`];
+  const rest = segs.slice(1).filter((x, i, a) => x !== '' || i < a.length - 1);
+  if (rest.length === 0) return [method === 'GET' ? 'db_info' : 'other', `${method} /DB`];
+  const first = rest[0];
+  if (first === '_local' || first.startsWith('_local/')) return ['local', `${method} /DB/_local/ID`];
+  if (DB_ENDPOINTS[first] && rest.length === 1) return [DB_ENDPOINTS[first], `${method} /DB/${first}`];
+  const isDoc = !first.startsWith('_') || first === '_design' || first.startsWith('_design/');
+  if (isDoc) return [method === 'GET' ? 'doc_get' : 'other', `${method} /DB/ID`];
+  return ['other', `${method} /DB/${first}`];
+}
+
+// Regexes for counting without the list (one request per kind; 'other' is the rest)
+const KIND_QUERIES = {
+  changes: { path: '^/[^_/][^/]*/_changes$' },
+  revs_diff: { path: '^/[^_/][^/]*/_revs_diff$' },
+  bulk_get: { path: '^/[^_/][^/]*/_bulk_get$' },
+  bulk_docs: { path: '^/[^_/][^/]*/_bulk_docs$' },
+  local: { path: '^/[^_/][^/]*/_local(/|%2[Ff])' },
+  ensure_full_commit: { path: '^/[^_/][^/]*/_ensure_full_commit$' },
+  db_info: { path: '^/[^_/][^/]*/?$', method: 'GET' },
+  doc_get: { path: '^/[^_/][^/]*/([^_/]|_design(/|%2[Ff]))', method: 'GET' },
+};
+
+async function endpoints(server) {
+  const base = `${server}/_test/requests`;
+  const all = await request('GET', base);
+  if (all.status !== 200) fail(`GET /_test/requests: ${all.status}`);
+  const total = all.json.count;
+  const kinds = Object.fromEntries(KINDS.map((k) => [k, 0]));
+  const out = { total, kinds };
+  if (total <= 200000) {
+    const list = await request('GET', `${base}?list=true`);
+    if (list.status !== 200) fail(`GET /_test/requests?list=true: ${list.status}`);
+    const detail = {};
+    for (const r of list.json.requests) {
+      const [kind, pattern] = classify(r.method, r.path);
+      kinds[kind]++;
+      if (kind === 'other') detail[pattern] = (detail[pattern] || 0) + 1;
+    }
+    out.total = list.json.requests.length;
+    out.other_detail = detail;
+  } else {
+    let counted = 0;
+    for (const [kind, q] of Object.entries(KIND_QUERIES)) {
+      let url = `${base}?path=${encodeURIComponent(q.path)}`;
+      if (q.method) url += `&method=${q.method}`;
+      const res = await request('GET', url);
+      if (res.status !== 200) fail(`GET /_test/requests (${kind}): ${res.status}`);
+      kinds[kind] = res.json.count;
+      counted += res.json.count;
+    }
+    kinds.other = Math.max(0, total - counted);
+  }
+  console.log(JSON.stringify(out));
+}
+
 async function pouch(source, target, batchSize) {
   const PouchDB = require('pouchdb-core')
     .plugin(require('pouchdb-adapter-http'))
@@ -149,11 +226,13 @@ async function main() {
       return del(args[0], args[1]);
     case 'requests':
       return requests(args[0], args[1]);
+    case 'endpoints':
+      return endpoints(args[0]);
     case 'pouch':
       if (args.length < 3) fail('usage: pouch SOURCE_URL TARGET_URL BATCH_SIZE');
       return pouch(args[0], args[1], parseInt(args[2], 10));
     default:
-      fail('usage: bench.js seed|count|delete|requests|pouch ...');
+      fail('usage: bench.js seed|count|delete|requests|endpoints|pouch ...');
   }
 }
 
