@@ -10,7 +10,7 @@ TEST_SERVER_DIR="$REPO_ROOT/tests/server"
 APT_PACKAGES=(g++ meson ninja-build pkg-config cmake libcpp-httplib-dev libsimdjson-dev
               libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev libssl-dev zlib1g-dev
               libbrotli-dev curl openssl chromium clang libclang-rt-14-dev libsystemd-dev
-              systemd prometheus help2man)
+              systemd prometheus help2man libcurl4-openssl-dev)
 
 log() { printf '\033[1m[couchrepd]\033[0m %s\n' "$*" >&2; }
 
