@@ -102,6 +102,9 @@ void Engine::Impl::Handle(Event& e, TimePoint now) {
     case Event::Kind::kWakeFeed:
       OnWakeFeed(e.wake_feed, now);
       break;
+    case Event::Kind::kWatchFired:
+      OnWatchFired(e, now);
+      break;
     case Event::Kind::kWake:
     case Event::Kind::kShutdown:
       break;
@@ -114,7 +117,7 @@ void Engine::Impl::Loop() {
     TimePoint now = clock.Now();
     TimePoint wake = scheduler.NextWakeup(now);
     if (!retries.empty()) wake = std::min(wake, retries.begin()->first);
-    if (!checkpoint_passes.empty()) wake = std::min(wake, checkpoint_passes.begin()->first);
+    if (!timed_passes.empty()) wake = std::min(wake, timed_passes.begin()->first);
     wake = std::min(wake, now + kSnapshotPeriod);
     std::deque<Event> batch;
     {
@@ -148,7 +151,7 @@ void Engine::Impl::Loop() {
       continue;
     }
     if (!batch.empty() || now >= wake) Apply(scheduler.Tick(now), now);
-    RunCheckpointPasses(now);
+    RunTimedPasses(now);
     while (!retries.empty() && retries.begin()->first <= now) {
       auto [key, gen] = retries.begin()->second;
       retries.erase(retries.begin());
@@ -194,6 +197,7 @@ Status Engine::Start() {
   m.id_workers = std::make_unique<WorkerPool>(kIdThreads, "replication id");
   m.run_pool = std::make_unique<WorkerPool>(m.config.replication.active_jobs, "job runs",
                                             /*shared_queue=*/true);
+  m.watcher = std::make_unique<ChangeWatcher>();
   m.wake_thread = std::thread([&m] { m.RunWakeFeed(); });
   m.SyncDatabases({}, m.clock.Now());
   if (m.config.replicator.discover) m.discovery_thread = std::thread([&m] { m.RunDiscovery(); });

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "couchrepd/change_watcher.h"
 #include "couchrepd/clock.h"
 #include "couchrepd/couch_client.h"
 #include "couchrepd/engine.h"
@@ -60,7 +61,8 @@ struct Engine::Impl {
       kShutdown,
       kJobParked,   // a pass ended caught up (job_id, run, progress)
       kDbUpdated,   // databases on the watched server changed (dbs)
-      kWakeFeed     // the _db_updates feed (re)started or is missing (wake_feed)
+      kWakeFeed,    // the _db_updates feed (re)started or is missing (wake_feed)
+      kWatchFired   // a parked run's source changed, or watching it failed (job_id, run, watch_error)
     };
     Kind kind = Kind::kWake;
     std::string db;
@@ -76,6 +78,7 @@ struct Engine::Impl {
     std::shared_ptr<Config> config;
     std::set<std::string> dbs;
     WakeFeedState wake_feed = WakeFeedState::kUnknown;
+    std::optional<Error> watch_error;
   };
 
   struct Feed {
@@ -93,9 +96,16 @@ struct Engine::Impl {
     double start_unix = 0;
   };
 
+  // What wakes a parked continuous run.
+  enum class Waker {
+    kNone,       // not parked: one-shot, or a thread and feed of its own
+    kDbUpdates,  // its source is on the watched server: the _db_updates feed
+    kWatcher,    // any other source: a longpoll of its own on the ChangeWatcher
+  };
+
   // A run of a job: on its own thread (continuous jobs that cannot park), or
-  // in passes on the run pool (one-shot jobs: one pass; continuous jobs
-  // whose source is on the watched server: a pass whenever it changes).
+  // in passes on the run pool (one-shot jobs: one pass; continuous jobs: a
+  // pass whenever their source changes).
   struct Runner {
     uint64_t run = 0;
     std::string job_id;
@@ -104,7 +114,9 @@ struct Engine::Impl {
     bool pooled = false;
     bool queued = false;     // a pass is queued or running on the pool
     bool wake = false;       // the source changed while a pass was queued or running
-    std::string source_db;   // watched through _db_updates ("" = not watched)
+    Waker waker = Waker::kNone;
+    std::string source_db;   // kDbUpdates: the source's database name
+    uint64_t watch = 0;      // kWatcher, parked: the ChangeWatcher's id (0: none)
   };
 
   explicit Impl(Config c);
@@ -153,7 +165,9 @@ struct Engine::Impl {
   // source database, and the checkpoint passes of parked runs.
   WakeFeedState wake_feed = WakeFeedState::kUnknown;
   std::map<std::string, std::set<std::string>> watched;
-  std::multimap<TimePoint, std::pair<std::string, uint64_t>> checkpoint_passes;
+  // Passes due at a time: checkpoints of parked runs, retries of a watch.
+  std::multimap<TimePoint, std::pair<std::string, uint64_t>> timed_passes;
+  std::unique_ptr<ChangeWatcher> watcher;
   std::thread wake_thread;
   CancelToken wake_cancel;
   std::thread engine_thread;
@@ -214,8 +228,10 @@ struct Engine::Impl {
   void OnJobParked(Event& e, TimePoint now);
   void OnDbUpdated(const std::set<std::string>& dbs);
   void OnWakeFeed(WakeFeedState state, TimePoint now);
-  void RunCheckpointPasses(TimePoint now);
-  void Unwatch(const Runner& r);
+  void RunTimedPasses(TimePoint now);
+  void Unwatch(Runner& r);
+  void StartWatch(Runner& r);
+  void OnWatchFired(Event& e, TimePoint now);
   void RunWakeFeed();
 
   // --- engine_snapshot.cpp ---

@@ -54,14 +54,20 @@ void Engine::Impl::StartRunner(const std::string& job_id, TimePoint now) {
   r.job_id = job_id;
   JobSettings settings = SettingsFor(job_id, rec->second);
   std::string prefix = settings.log_prefix;
-  // One-shot jobs run on the pool; continuous jobs too when their source's
-  // changes reach us through _db_updates (they park between passes); the
-  // others follow their source on threads of their own.
-  if (settings.spec.continuous && wake_feed != WakeFeedState::kMissing) {
-    r.source_db = WatchedSourceDb(settings.spec);
+  // One-shot jobs run on the pool; continuous jobs too, parked between
+  // passes and woken by _db_updates (source on the watched server) or by a
+  // longpoll of their own. Only sources with cookie authentication, which
+  // the watcher does not do, keep a thread and a feed of their own.
+  if (settings.spec.continuous) {
+    if (wake_feed != WakeFeedState::kMissing) r.source_db = WatchedSourceDb(settings.spec);
+    if (!r.source_db.empty()) {
+      r.waker = Waker::kDbUpdates;
+    } else if (settings.spec.source.endpoint.credentials.kind != Credentials::Kind::kCookie) {
+      r.waker = Waker::kWatcher;
+    }
   }
-  r.pooled = !settings.spec.continuous || !r.source_db.empty();
-  settings.park_when_idle = !r.source_db.empty();
+  r.pooled = !settings.spec.continuous || r.waker != Waker::kNone;
+  settings.park_when_idle = r.waker != Waker::kNone;
   r.job = std::make_shared<ReplicationJob>(std::move(settings));
   rec->second.start_unix = clock.UnixSeconds();
   if (r.pooled) {
@@ -107,6 +113,10 @@ void Engine::Impl::PostRunResult(ReplicationJob& job, const std::string& job_id,
 
 // Queues a pass of a pooled run (at the front: a stopped run's checkpoint).
 void Engine::Impl::QueuePass(Runner& r, bool front) {
+  if (r.watch != 0) {
+    watcher->Cancel(r.watch);
+    r.watch = 0;
+  }
   r.queued = true;
   r.wake = false;
   auto job = r.job;

@@ -28,7 +28,7 @@ TimePoint Engine::Impl::BeginShutdown(TimePoint now) {
     for (auto& [db, feed] : feeds) feed->cancel.Cancel();
   }
   wake_cancel.Cancel();
-  checkpoint_passes.clear();
+  timed_passes.clear();
   std::vector<std::string> ids;
   for (const auto& [id, r] : runners) ids.push_back(id);
   for (const auto& id : ids) StopRunner(id);
@@ -67,6 +67,7 @@ void Engine::Shutdown() {
   if (m.discovery_thread.joinable()) m.discovery_thread.join();
   m.wake_cancel.Cancel();
   if (m.wake_thread.joinable()) m.wake_thread.join();
+  m.watcher.reset();
   // Passes still queued belong to runs aborted at the deadline: they end at
   // once (their requests are cancelled).
   if (m.run_pool) m.run_pool->Stop();

@@ -1,14 +1,16 @@
-// Engine: parked continuous jobs, woken by one _db_updates feed of the watched server.
+// Engine: parked continuous jobs, woken by one _db_updates feed or a longpoll each.
 //
-// A continuous job whose source is a database on the watched server runs in
-// passes on the run pool (ReplicationJob park_when_idle): between passes it
-// holds no thread and no connection. One longpoll `_db_updates` feed per
-// server names the databases that changed; their jobs get a pass (or, when a
-// pass is queued or running, one more after it). A parked job with written
-// but uncheckpointed changes gets a pass when its checkpoint is due. When the
-// feed starts over from the present (first start, a refused `since`) every
-// pooled job gets a pass, since events before that point are unknown. Without
-// `_db_updates`, continuous jobs are restarted with feeds of their own.
+// A continuous job runs in passes on the run pool (ReplicationJob
+// park_when_idle): between passes it holds no thread. When its source is a
+// database on the watched server it holds no connection either: one longpoll
+// `_db_updates` feed per server names the databases that changed, and their
+// jobs get a pass (or, when a pass is queued or running, one more after it).
+// When the feed starts over from the present (first start, a refused
+// `since`) every such job gets a pass, since events before that point are
+// unknown. Other sources, and all of them where the server has no
+// `_db_updates`, are watched by the ChangeWatcher: one `_changes` longpoll per
+// parked job from what it has written, all on one thread. A parked job with
+// written but uncheckpointed changes gets a pass when its checkpoint is due.
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "couchrepd/encoding.h"
+#include "couchrepd/endpoint_tls.h"
 #include "couchrepd/limits.h"
 #include "couchrepd/log.h"
 #include "engine_impl.h"
@@ -33,6 +36,8 @@ using namespace std::chrono_literals;
 constexpr Duration kMissingRetry = 60s;
 // After any other error, before asking again from the same `since`.
 constexpr Duration kErrorRetry = 1s;
+// After a failed watch of a parked job's source, before its next pass.
+constexpr Duration kWatchRetry = 5s;
 
 }  // namespace
 
@@ -95,7 +100,11 @@ std::string Engine::Impl::WatchedSourceDb(const ReplicationSpec& spec) const {
   return name ? *name : "";
 }
 
-void Engine::Impl::Unwatch(const Runner& r) {
+void Engine::Impl::Unwatch(Runner& r) {
+  if (r.watch != 0) {
+    watcher->Cancel(r.watch);
+    r.watch = 0;
+  }
   if (r.source_db.empty()) return;
   auto it = watched.find(r.source_db);
   if (it == watched.end()) return;
@@ -117,8 +126,9 @@ void Engine::Impl::OnJobParked(Event& e, TimePoint now) {
   Runner& r = it->second;
   r.queued = false;
   jobs_progress_keep(e.job_id, e.progress);
-  if (wake_feed == WakeFeedState::kMissing) {
-    // Nothing will wake it: restart it following its source itself.
+  if (r.waker == Waker::kNone) {
+    // Lost its waker (no _db_updates, a cookie-authenticated source the
+    // watcher cannot follow): restart it with a thread and feed of its own.
     StopRunner(e.job_id);
     StartRunner(e.job_id, now);
     return;
@@ -127,9 +137,46 @@ void Engine::Impl::OnJobParked(Event& e, TimePoint now) {
     QueuePass(r, false);
     return;
   }
+  if (r.waker == Waker::kWatcher) StartWatch(r);
   if (auto due = r.job->NextCheckpoint()) {
-    checkpoint_passes.emplace(*due, std::make_pair(e.job_id, e.run));
+    timed_passes.emplace(*due, std::make_pair(e.job_id, e.run));
   }
+}
+
+// A longpoll on the source from what the run has written.
+void Engine::Impl::StartWatch(Runner& r) {
+  auto rec = jobs.find(r.job_id);
+  if (rec == jobs.end()) return;
+  const EndpointSpec& source = rec->second.spec->source;
+  std::string since = r.job->Snapshot().through_seq.value_or("0");
+  std::string job_id = r.job_id;
+  uint64_t run = r.run;
+  r.watch = watcher->Watch(source.endpoint, TlsFor(source, EndpointTlsPolicy::From(config)), since,
+                           [this, job_id, run](Status s) {
+                             Event e;
+                             e.kind = Event::Kind::kWatchFired;
+                             e.job_id = job_id;
+                             e.run = run;
+                             if (!s.ok()) e.watch_error = s.error();
+                             Post(std::move(e));
+                           });
+}
+
+void Engine::Impl::OnWatchFired(Event& e, TimePoint now) {
+  auto it = runners.find(e.job_id);
+  if (it == runners.end() || it->second.run != e.run || it->second.queued) return;
+  Runner& r = it->second;
+  if (r.watch == 0) return;  // cancelled meanwhile
+  r.watch = 0;
+  if (!e.watch_error) {
+    QueuePass(r, false);
+    return;
+  }
+  // The pass tells whether the source really fails (the job then crashes
+  // and backs off); a little later, so a watch that keeps failing on a
+  // source that works cannot spin.
+  spdlog::debug("[{}] watching the source: {}", e.job_id, ScrubSecrets(e.watch_error->Message()));
+  timed_passes.emplace(now + kWatchRetry, std::make_pair(e.job_id, e.run));
 }
 
 void Engine::Impl::OnDbUpdated(const std::set<std::string>& dbs) {
@@ -153,7 +200,7 @@ void Engine::Impl::OnWakeFeed(WakeFeedState state, TimePoint now) {
   wake_feed = state;
   std::vector<std::string> ids;
   for (const auto& [id, r] : runners) {
-    if (!r.source_db.empty()) ids.push_back(id);
+    if (r.waker == Waker::kDbUpdates) ids.push_back(id);
   }
   if (state == WakeFeedState::kUp) {
     // Events before this point are unknown: every parked job looks once.
@@ -169,21 +216,30 @@ void Engine::Impl::OnWakeFeed(WakeFeedState state, TimePoint now) {
   }
   if (state != WakeFeedState::kMissing || before == WakeFeedState::kMissing) return;
   if (!ids.empty()) {
-    spdlog::info("{} continuous jobs now follow their sources with feeds of their own",
-                 ids.size());
+    spdlog::info("{} continuous jobs now wait on a _changes longpoll each", ids.size());
   }
   for (const auto& id : ids) {
     Runner& r = runners[id];
-    if (r.queued) continue;  // converted when its pass ends (OnJobParked)
-    StopRunner(id);
-    StartRunner(id, now);
+    Unwatch(r);
+    r.source_db.clear();
+    auto rec = jobs.find(id);
+    bool cookie = rec != jobs.end() &&
+                  rec->second.spec->source.endpoint.credentials.kind == Credentials::Kind::kCookie;
+    r.waker = cookie ? Waker::kNone : Waker::kWatcher;
+    if (r.queued) continue;  // when its pass ends (OnJobParked)
+    if (cookie) {
+      StopRunner(id);
+      StartRunner(id, now);
+    } else {
+      StartWatch(r);
+    }
   }
 }
 
-void Engine::Impl::RunCheckpointPasses(TimePoint now) {
-  while (!checkpoint_passes.empty() && checkpoint_passes.begin()->first <= now) {
-    auto [job_id, run] = checkpoint_passes.begin()->second;
-    checkpoint_passes.erase(checkpoint_passes.begin());
+void Engine::Impl::RunTimedPasses(TimePoint now) {
+  while (!timed_passes.empty() && timed_passes.begin()->first <= now) {
+    auto [job_id, run] = timed_passes.begin()->second;
+    timed_passes.erase(timed_passes.begin());
     auto it = runners.find(job_id);
     if (it == runners.end() || it->second.run != run || it->second.queued) continue;
     QueuePass(it->second, false);

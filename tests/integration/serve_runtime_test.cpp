@@ -132,29 +132,62 @@ TEST_CASE("serve runtime: idle continuous jobs park without a thread or a feed; 
   CHECK(jobs->body.find("\"crashing\"") == std::string::npos);
 }
 
-TEST_CASE("serve runtime: without _db_updates, continuous jobs follow their sources with feeds of their own") {
+TEST_CASE("serve runtime: without _db_updates, parked jobs wait on one _changes longpoll each, on one thread") {
+  constexpr int kJobs = 20;
   TestServer server;
   REQUIRE(server.Request("POST", "/_test/db_updates", R"({"enabled":false})").status / 100 == 2);
   auto root = ServerClient(server);
-  for (int i = 0; i < 3; ++i) REQUIRE(root.Database("src-" + std::to_string(i)).CreateDb().ok());
+  for (int i = 0; i < kJobs; ++i) {
+    REQUIRE(root.Database("src-" + std::to_string(i)).CreateDb().ok());
+  }
   ServeProcess serve(WithReplication(ServeConfig(server), "  active_jobs: 2\n"));
   auto rep = root.Database("_replicator");
   REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 20s));
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < kJobs; ++i) {
     std::string n = std::to_string(i);
     REQUIRE(rep.PutDoc("job-" + n, RepDoc(server, "src-" + n, "tgt-" + n)).ok());
   }
   INFO(serve.Log());
-  // Three continuous jobs on two pool threads: none may hold a pool thread
-  // for good, or the third would never run.
-  CHECK(WaitUntil([&] { return LiveFeeds(server) >= 4; }, 30s));  // 3 sources + _replicator
-  for (int i = 0; i < 3; ++i) {
-    std::string n = std::to_string(i);
-    REQUIRE(root.Database("src-" + n).PutDoc("late", R"({"n":2})").ok());
+  // Twenty continuous jobs on two pool threads: none may hold a pool thread
+  // for good, or most would never run. Each parked job has one longpoll.
+  CHECK(WaitUntil([&] { return LiveFeeds(server) >= kJobs; }, 60s));
+  for (int i = 0; i < kJobs; ++i) {
+    REQUIRE(root.Database("src-" + std::to_string(i)).PutDoc("late", R"({"n":2})").ok());
   }
-  for (int i = 0; i < 3; ++i) {
-    CHECK(WaitUntil([&] { return HasDoc(root, "tgt-" + std::to_string(i), "late"); }, 20s));
+  for (int i = 0; i < kJobs; ++i) {
+    CHECK(WaitUntil([&] { return HasDoc(root, "tgt-" + std::to_string(i), "late"); }, 30s));
   }
+  std::this_thread::sleep_for(3s);
+  int threads = Threads(serve.process().pid());
+  INFO("threads: " << threads);
+  CHECK(threads > 0);
+  CHECK(threads < 40);  // a thread and feed each would be 40 and more
+  CHECK(serve.Log().find("_db_updates is not available") != std::string::npos);
+}
+
+TEST_CASE("serve runtime: a continuous job from another server parks on a _changes longpoll") {
+  TestServer server;
+  TestServer remote;
+  auto root = ServerClient(server);
+  auto far = ServerClient(remote);
+  REQUIRE(far.Database("far-src").CreateDb().ok());
+  REQUIRE(far.Database("far-src").PutDoc("d0", R"({"n":0})").ok());
+  ServeProcess serve(ServeConfig(server));
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 20s));
+  REQUIRE(rep.PutDoc("far", "{\"source\":\"" + remote.url() + "/far-src\",\"target\":\"" +
+                                server.url() + "/near-tgt\",\"create_target\":true,"
+                                "\"continuous\":true}")
+              .ok());
+  INFO(serve.Log());
+  REQUIRE(WaitUntil([&] { return HasDoc(root, "near-tgt", "d0"); }, 30s));
+  // Parked: one longpoll waits on the remote source, nothing polls it.
+  CHECK(WaitUntil([&] { return LiveFeeds(remote) == 1; }, 10s));
+  auto longpolls = remote.Request("GET", "/_test/requests?list=true&path=%5E%2Ffar-src%2F_changes");
+  CHECK(longpolls.body.find("feed=longpoll") != std::string::npos);
+  CHECK(longpolls.body.find("feed=continuous") == std::string::npos);
+  REQUIRE(far.Database("far-src").PutDoc("d1", R"({"n":1})").ok());
+  CHECK(WaitUntil([&] { return HasDoc(root, "near-tgt", "d1"); }, 10s));
 }
 
 TEST_CASE("serve runtime: a parked job that is stopped checkpoints what it wrote") {
