@@ -513,9 +513,11 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
       workers_running = settings.spec.worker_processes;
       feed_done = false;
       feed_cancel = CancelToken();
-      rows.Reset();
     }
   }
+  // Not under mu: the workers take the channel's lock, then mu (found by
+  // TSan as a lock-order inversion; no thread uses the channel here).
+  if (!stopped) rows.Reset();
   if (!stopped) RunPass(stopped);
 
   std::optional<Error> failed;
