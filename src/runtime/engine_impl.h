@@ -229,7 +229,8 @@ struct Engine::Impl {
   void OnDbUpdated(const std::set<std::string>& dbs);
   void OnWakeFeed(WakeFeedState state, TimePoint now);
   void RunTimedPasses(TimePoint now);
-  void Unwatch(Runner& r);
+  void CancelWatch(Runner& r);  // the ChangeWatcher's longpoll of a parked run
+  void Unwatch(Runner& r);      // that, and its place in `watched`
   void StartWatch(Runner& r);
   void OnWatchFired(Event& e, TimePoint now);
   void RunWakeFeed();

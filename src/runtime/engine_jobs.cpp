@@ -113,10 +113,7 @@ void Engine::Impl::PostRunResult(ReplicationJob& job, const std::string& job_id,
 
 // Queues a pass of a pooled run (at the front: a stopped run's checkpoint).
 void Engine::Impl::QueuePass(Runner& r, bool front) {
-  if (r.watch != 0) {
-    watcher->Cancel(r.watch);
-    r.watch = 0;
-  }
+  CancelWatch(r);
   r.queued = true;
   r.wake = false;
   auto job = r.job;

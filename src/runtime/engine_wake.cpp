@@ -100,11 +100,14 @@ std::string Engine::Impl::WatchedSourceDb(const ReplicationSpec& spec) const {
   return name ? *name : "";
 }
 
+void Engine::Impl::CancelWatch(Runner& r) {
+  if (r.watch == 0) return;
+  watcher->Cancel(r.watch);
+  r.watch = 0;
+}
+
 void Engine::Impl::Unwatch(Runner& r) {
-  if (r.watch != 0) {
-    watcher->Cancel(r.watch);
-    r.watch = 0;
-  }
+  CancelWatch(r);
   if (r.source_db.empty()) return;
   auto it = watched.find(r.source_db);
   if (it == watched.end()) return;
