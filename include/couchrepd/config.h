@@ -155,6 +155,11 @@ struct Config {
     // source is on the watched server only while it has changes to write.
     // Each holds up to worker_processes + 1 more threads while it runs.
     int active_jobs = 8;
+    // Connections open at once to one host (per credentials), shared by
+    // all jobs; 0: active_jobs × (worker_processes + 2), enough for every
+    // active job's reader and workers. A call waits at most the connect
+    // timeout for one, then opens one over the cap (slower, never stalled).
+    int host_connections = 0;
     bool operator==(const Replication&) const = default;
   };
 
@@ -255,6 +260,14 @@ Result<Config> LoadConfigText(std::string_view yaml, std::string_view origin, co
 // The effective configuration as YAML-like text, one key per line, every key
 // shown; secrets and header values are shown as *****. For `check-config`.
 std::string DescribeConfig(const Config& config);
+
+// The connections one host may have open at once (replication.host_connections,
+// or when 0 enough for every active job's reader and workers).
+inline int HostConnectionCap(const Config& config) {
+  const auto& r = config.replication;
+  if (r.host_connections > 0) return r.host_connections;
+  return r.active_jobs * (r.worker_processes + 2);
+}
 
 // Lower-case names as written in the config ("cookie", "terminal", "warn", "json").
 std::string_view Name(Config::Server::Auth auth);

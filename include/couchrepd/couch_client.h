@@ -7,8 +7,9 @@
 //
 // Every call goes through the same request loop: authentication (basic,
 // cookie session with re-login on expiry or 401, or CouchDB proxy auth),
-// custom headers, keep-alive connection reuse (at most `max_connections` at
-// once per endpoint), connect and inactivity timeouts, redirects (credentials
+// custom headers, keep-alive connection reuse (at most `max_connections`
+// requests at once per endpoint; connections shared by all clients of the
+// same origin and credentials, at most `max_host_connections`), connect and inactivity timeouts, redirects (credentials
 // kept only for the same origin), request retries (RetryPlan) and 429 pacing
 // (Pacer). Errors come back as values: temporary or permanent, with the HTTP
 // status and CouchDB's error/reason, never with credentials.
@@ -50,7 +51,11 @@ struct HttpOptions {
   Duration inactivity_timeout = std::chrono::seconds(30);  // read/write silence limit
   RetrySettings retry;
   PacingSettings pacing;
-  int max_connections = 20;  // per endpoint (pool shared by Database() clients)
+  int max_connections = 20;  // requests in flight per endpoint (shared by Database() clients)
+  // Connections open to one host by every client with the same origin,
+  // credentials and settings together (the shared pool); 0: no cap. A call
+  // waits at most connect_timeout for one, then opens one over the cap.
+  int max_host_connections = 0;
   bool tls_verify = true;
   std::string ca_file;       // empty: the system's trust store
   bool keepalive = true;     // SO_KEEPALIVE
@@ -297,10 +302,6 @@ class CouchClient {
   // Every call of this client (and of the others sharing its session) that
   // is given no token of its own uses `cancel` (null: none).
   void SetCancel(CancelToken* cancel);
-
-  // Closes the keep-alive connections of this client's session that no
-  // request uses now (a parked job holds no socket).
-  void CloseIdleConnections();
 
  private:
   CouchClient(Endpoint endpoint, std::shared_ptr<HttpSession> session);

@@ -637,6 +637,7 @@ std::vector<Field> Loader::Fields(Config& c) {
               Path("ca_file", replication.ca_file),
               Dur("idle_connection_timeout", replication.idle_connection_timeout),
               Int("active_jobs", replication.active_jobs, 1, 1024),
+              Int("host_connections", replication.host_connections, 0, 65536),
           }),
       Sub("retry",
           {

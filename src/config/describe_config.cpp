@@ -214,6 +214,10 @@ std::string DescribeConfig(const Config& c) {
   w.Line(1, "ca_file", Scalar(replication.ca_file));
   w.Line(1, "idle_connection_timeout", Dur(replication.idle_connection_timeout));
   w.Line(1, "active_jobs", std::to_string(replication.active_jobs));
+  w.Line(1, "host_connections",
+         replication.host_connections > 0
+             ? std::to_string(replication.host_connections)
+             : "0  # auto: " + std::to_string(HostConnectionCap(c)));
 
   const Config::Retry& retry = c.retry;
   w.Section(0, "retry");

@@ -162,10 +162,6 @@ Result<HttpResponse> Expect2xx(HttpSession& session, HttpCall& call, const Endpo
 
 void CouchClient::SetCancel(CancelToken* cancel) { session_->SetDefaultCancel(cancel); }
 
-void CouchClient::CloseIdleConnections() {
-  session_->CloseIdleConnections(std::chrono::steady_clock::time_point::max());
-}
-
 Result<HttpResponse> CouchClient::Send(const HttpRequest& request) {
   HttpCall call = MakeCall(endpoint_, request.method, request.path, request.query);
   for (const auto& h : request.headers) call.headers.push_back(h);
@@ -302,11 +298,15 @@ Result<ChangesResult> CouchClient::Changes(const ChangesRequest& request,
     call.content_type = "application/json";
   }
   const bool continuous = request.feed == ChangesRequest::Feed::kContinuous;
-  // A feed never takes a pooled connection: a reader blocked on a full
-  // queue would hold it while the workers that drain the queue wait for one
-  // (with http_connections: 1 the job would never end).
-  call.dedicated = true;
+  // A feed does not count against the session's cap: a reader blocked on
+  // a full queue would hold a slot while the workers that drain the queue
+  // wait for one (with http_connections: 1 the job would never end). A
+  // normal feed takes a pooled connection (a job's pass reuses what the
+  // last one left); the host's cap never stalls (connection_pool.h).
+  call.outside_session_cap = true;
   if (continuous || request.feed == ChangesRequest::Feed::kLongpoll) {
+    // Long-lived: a connection of its own.
+    call.dedicated = true;
     if (request.heartbeat) {
       // A feed silent for twice the heartbeat is dead.
       call.read_timeout = *request.heartbeat * 2;

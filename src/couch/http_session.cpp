@@ -1,5 +1,7 @@
 #include "http_session.h"
 
+#include "connection_pool.h"
+
 #include <cerrno>
 #include <csignal>
 #include <pthread.h>
@@ -159,56 +161,6 @@ Error ErrorFromResponse(const HttpResponse& response, std::string_view what) {
   return e;
 }
 
-namespace {
-
-// Closes idle pooled connections of every live session once a second
-// (replication.idle_connection_timeout): an idle job holds no sockets. One
-// thread for the process, started with the first session that has a timeout.
-class IdleReaper {
- public:
-  static IdleReaper& Get() {
-    static IdleReaper* reaper = new IdleReaper();  // never destroyed: sessions may outlive main
-    return *reaper;
-  }
-  void Add(HttpSession* session) {
-    std::lock_guard<std::mutex> lock(mu_);
-    sessions_.insert(session);
-    if (!started_) {
-      started_ = true;
-      // The reaper takes no signals: a command that waits for SIGINT/SIGTERM
-      // on a thread of its own may create the first session before it blocks
-      // them, and the reaper would inherit them unblocked and be the thread
-      // the kernel picks (killing `replicate` without its checkpoint).
-      sigset_t all;
-      sigset_t old;
-      sigfillset(&all);
-      pthread_sigmask(SIG_SETMASK, &all, &old);
-      std::thread([this] { Loop(); }).detach();
-      pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    }
-  }
-  // After this returns the reaper never touches `session` again.
-  void Remove(HttpSession* session) {
-    std::lock_guard<std::mutex> lock(mu_);
-    sessions_.erase(session);
-  }
-
- private:
-  void Loop() {
-    while (true) {
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      std::lock_guard<std::mutex> lock(mu_);
-      auto now = std::chrono::steady_clock::now();
-      for (HttpSession* s : sessions_) s->CloseIdleConnections(now);
-    }
-  }
-  std::mutex mu_;
-  std::set<HttpSession*> sessions_;
-  bool started_ = false;
-};
-
-}  // namespace
-
 HttpSession::HttpSession(const Url& url, Credentials credentials, HttpOptions options,
                          Clock& clock)
     : url_(url),
@@ -218,80 +170,43 @@ HttpSession::HttpSession(const Url& url, Credentials credentials, HttpOptions op
       options_(std::move(options)),
       clock_(clock) {
   if (!url_.explicit_port) origin_ += ":" + std::to_string(url_.port);
-  if (options_.idle_connection_timeout > Duration::zero()) IdleReaper::Get().Add(this);
+  pool_key_ = MakePoolKey(url_, origin_, credentials_, options_);
+  pool_ = ConnectionPool::For(pool_key_);
 }
 
-HttpSession::~HttpSession() {
-  if (options_.idle_connection_timeout > Duration::zero()) IdleReaper::Get().Remove(this);
-}
+HttpSession::~HttpSession() = default;
 
-void HttpSession::CloseIdleConnections(std::chrono::steady_clock::time_point now) {
-  std::vector<IdleConnection> expired;
-  {
-    std::lock_guard<std::mutex> lock(pool_mu_);
-    auto cutoff = now - options_.idle_connection_timeout;
-    auto keep = std::find_if(idle_.begin(), idle_.end(),
-                             [&](const IdleConnection& c) { return c.since > cutoff; });
-    expired.assign(std::make_move_iterator(idle_.begin()), std::make_move_iterator(keep));
-    idle_.erase(idle_.begin(), keep);
-  }
-  // The sockets close here, outside the pool's lock.
-}
-
-size_t HttpSession::idle_connections() {
-  std::lock_guard<std::mutex> lock(pool_mu_);
-  return idle_.size();
-}
+size_t HttpSession::idle_connections() { return pool_->idle(); }
 
 void HttpSession::Notify(HttpEvent::Kind kind, int status) const {
   if (options_.observer) options_.observer(HttpEvent{kind, host_label_, status});
 }
 
-std::unique_ptr<httplib::Client> HttpSession::NewClient(std::optional<Duration> read_timeout,
-                                                       bool decompress) const {
-  auto client = std::make_unique<httplib::Client>(origin_);
-  client->set_decompress(decompress);
-  client->set_connection_timeout(options_.connect_timeout);
-  client->set_read_timeout(read_timeout.value_or(options_.inactivity_timeout));
-  client->set_write_timeout(options_.inactivity_timeout);
-  client->set_keep_alive(true);
-  client->set_tcp_nodelay(options_.nodelay);
-  bool keepalive = options_.keepalive;
-  bool nodelay = options_.nodelay;
-  client->set_socket_options([keepalive, nodelay](socket_t sock) {
-    int on = keepalive ? 1 : 0;
-    setsockopt(sock, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
-    int nd = nodelay ? 1 : 0;
-    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &nd, sizeof nd);
-  });
-  client->set_follow_location(false);
-  if (url_.scheme == "https") {
-    client->enable_server_certificate_verification(options_.tls_verify);
-    if (!options_.ca_file.empty()) client->set_ca_cert_path(options_.ca_file);
+std::unique_ptr<httplib::Client> HttpSession::Acquire(CancelToken* cancel, bool session_cap) {
+  if (!session_cap) return pool_->Acquire(cancel);
+  {
+    // The session's own cap (a job's http_connections) first, then the
+    // host's (the shared pool).
+    std::unique_lock<std::mutex> lock(pool_mu_);
+    int max = std::max(1, options_.max_connections);
+    pool_cv_.wait(lock, [&] { return in_use_ < max; });
+    ++in_use_;
+  }
+  auto client = pool_->Acquire(cancel);
+  if (!client) {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    --in_use_;
+    pool_cv_.notify_one();
   }
   return client;
 }
 
-std::unique_ptr<httplib::Client> HttpSession::Acquire() {
-  std::unique_lock<std::mutex> lock(pool_mu_);
-  int max = std::max(1, options_.max_connections);
-  pool_cv_.wait(lock, [&] { return in_use_ < max; });
-  ++in_use_;
-  if (!idle_.empty()) {
-    auto client = std::move(idle_.back().client);  // the most recently used
-    idle_.pop_back();
-    return client;
-  }
-  lock.unlock();
-  return NewClient(std::nullopt);
-}
-
-void HttpSession::Release(std::unique_ptr<httplib::Client> client, bool reusable) {
+void HttpSession::Release(std::unique_ptr<httplib::Client> client, bool reusable,
+                          bool session_cap) {
+  pool_->Release(std::move(client), reusable);
+  if (!session_cap) return;
   std::lock_guard<std::mutex> lock(pool_mu_);
   --in_use_;
-  if (reusable && client) {
-    idle_.push_back(IdleConnection{std::move(client), std::chrono::steady_clock::now()});
-  }
   pool_cv_.notify_one();
 }
 
@@ -390,9 +305,10 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
   bool pooled = false;
   if (!client) {
     if (call.dedicated || call.read_timeout || call.raw_body) {
-      owned = NewClient(call.read_timeout, !call.raw_body);
+      owned = NewHttpClient(pool_key_, call.read_timeout, !call.raw_body);
     } else {
-      owned = Acquire();
+      owned = Acquire(call.cancel, !call.outside_session_cap);
+      if (!owned) return Error::Temporary("cancelled", "the request was cancelled");
       pooled = true;
     }
     client = owned.get();
@@ -402,7 +318,7 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
     closer = call.cancel->AddCloser([client] { client->stop(); });
     if (call.cancel->cancelled()) {
       call.cancel->RemoveCloser(closer);
-      if (pooled) Release(std::move(owned), true);
+      if (pooled) Release(std::move(owned), true, !call.outside_session_cap);
       return Error::Temporary("cancelled", "the request was cancelled");
     }
   }
@@ -504,7 +420,7 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
   if (call.cancel) call.cancel->RemoveCloser(closer);
 
   if (!ok) {
-    if (pooled) Release(nullptr, false);
+    if (pooled) Release(nullptr, false, !call.outside_session_cap);
     if (call.cancel && call.cancel->cancelled()) {
       return Error::Temporary("cancelled", "the request was cancelled");
     }
@@ -563,7 +479,7 @@ Result<HttpResponse> HttpSession::Once(HttpCall& call, const std::string& target
     }
     return Error::Temporary("connection_failed", RedactSecrets(reason));
   }
-  if (pooled) Release(std::move(owned), true);
+  if (pooled) Release(std::move(owned), true, !call.outside_session_cap);
   Notify(HttpEvent::Kind::kResponse, res.status);
   HttpResponse out = ToResponse(res);
   if (head_status != 0) out.status = head_status;

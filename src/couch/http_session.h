@@ -1,7 +1,9 @@
 // HttpSession: the request loop shared by all CouchClients of one server.
 //
-// Owns the keep-alive connection pool for one origin (scheme://host:port),
-// the login state for cookie authentication and the per-method 429 pacers.
+// Holds the login state for cookie authentication, the per-method 429
+// pacers and a cap on its own requests in flight; its keep-alive
+// connections come from the ConnectionPool shared by every session with the
+// same origin, credentials and connection settings (connection_pool.h).
 // Execute() runs one logical request: pacing pause, authentication headers,
 // the HTTP exchange (optionally streaming the response body and/or the
 // request body), redirects, and retries with RetryPlan. Only this file's
@@ -17,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "connection_pool.h"
 #include "couchrepd/couch_client.h"
 
 namespace httplib {
@@ -47,6 +50,8 @@ struct HttpCall {
   // A dedicated connection (outside the pool), e.g. for a continuous feed,
   // with its own inactivity timeout.
   bool dedicated = false;
+  // Pooled, but not counted against the session's max_connections.
+  bool outside_session_cap = false;
   std::optional<Duration> read_timeout;
   // Deliver the body as the server encoded it (e.g. a gzip-stored attachment
   // stays gzip): asks for gzip and turns decompression off. Dedicated client.
@@ -69,18 +74,14 @@ class HttpSession {
   const std::string& host_label() const { return host_label_; }
   const Credentials& credentials() const { return credentials_; }
 
-  // Closes the pooled connections unused since before `now` minus the
-  // idle timeout (a process-wide reaper calls it about once a second).
-  void CloseIdleConnections(std::chrono::steady_clock::time_point now);
-  // Pooled connections open and not in use (tests).
+  // Pooled connections to this origin open and not in use (tests).
   size_t idle_connections();
 
  private:
   struct Attempt;
-  std::unique_ptr<httplib::Client> NewClient(std::optional<Duration> read_timeout,
-                                             bool decompress = true) const;
-  std::unique_ptr<httplib::Client> Acquire();
-  void Release(std::unique_ptr<httplib::Client> client, bool reusable);
+  // Null when `cancel` fires while waiting for the host's cap.
+  std::unique_ptr<httplib::Client> Acquire(CancelToken* cancel, bool session_cap);
+  void Release(std::unique_ptr<httplib::Client> client, bool reusable, bool session_cap);
   Result<HttpResponse> Once(HttpCall& call, const std::string& target, bool with_auth,
                             bool& streamed_any, httplib::Client* foreign);
   Status EnsureLogin(bool force);
@@ -96,14 +97,11 @@ class HttpSession {
   HttpOptions options_;
   Clock& clock_;
 
+  PoolKey pool_key_;
+  std::shared_ptr<ConnectionPool> pool_;
   std::mutex pool_mu_;
   std::condition_variable pool_cv_;
-  struct IdleConnection {
-    std::unique_ptr<httplib::Client> client;
-    std::chrono::steady_clock::time_point since;  // returned to the pool
-  };
-  std::vector<IdleConnection> idle_;  // oldest first
-  int in_use_ = 0;
+  int in_use_ = 0;  // this session's pooled calls in flight
 
   std::mutex auth_mu_;
   std::mutex login_mu_;  // held through a cookie login (single flight)

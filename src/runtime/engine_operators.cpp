@@ -57,6 +57,10 @@ void Engine::Impl::ApplyReload(const Config& next, TimePoint now) {
     spdlog::warn("replication.active_jobs changed from {} to {}: takes effect at the next start",
                  config.replication.active_jobs, next.replication.active_jobs);
   }
+  if (HostConnectionCap(next) != HostConnectionCap(config)) {
+    spdlog::warn("replication.host_connections changed from {} to {}: takes effect at the next start",
+                 HostConnectionCap(config), HostConnectionCap(next));
+  }
   InitLoggingFromConfig(next);
   RegisterConfigSecrets(next);
   {

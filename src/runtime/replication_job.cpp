@@ -526,8 +526,9 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
     failed = failure;
   }
   if (Passes() && !failed && !stopped) {
-    // Caught up: checkpoint when due, then hand the thread back and the
-    // sockets too (a parked job may wait for hours).
+    // Caught up: checkpoint when due, then hand the thread back. Its
+    // connections are already back in the shared pool (connection_pool.h),
+    // which closes them after idle_connection_timeout.
     bool due;
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -539,8 +540,6 @@ Result<JobEnd> ReplicationJob::Impl::Run() {
         std::lock_guard<std::mutex> lock(mu);
         next_checkpoint = clock.Now() + settings.spec.checkpoint_interval;
       }
-      source.CloseIdleConnections();
-      target.CloseIdleConnections();
       return JobEnd::kIdle;
     }
     if (!job_cancel.cancelled()) {

@@ -24,6 +24,7 @@ HttpOptions HttpOptionsFromConfig(const Config& config) {
   o.ca_file = config.server.ca_file;
   o.max_response_bytes = static_cast<uint64_t>(config.limits.max_response_bytes);
   o.idle_connection_timeout = config.replication.idle_connection_timeout;
+  o.max_host_connections = HostConnectionCap(config);
   // SPEC §4.4: turning verification off is allowed, not silent (once per
   // process). It is for the watched server only (endpoint_tls.h).
   static std::atomic<bool> warned{false};

@@ -764,4 +764,16 @@ TEST_CASE("replication.active_jobs: the run pool's size, 8 by default, 1 to 1024
   CHECK_PROBLEM(Problems("replication: {active_jobs: many}"), "replication.active_jobs:");
 }
 
+TEST_CASE("replication.host_connections: a cap per host shared by all jobs, by default enough for every active job") {
+  Config d = MustLoad("");
+  CHECK(d.replication.host_connections == 0);
+  CHECK(HostConnectionCap(d) == 8 * (4 + 2));
+  CHECK(HostConnectionCap(MustLoad("replication: {active_jobs: 3, worker_processes: 2}")) == 12);
+  Config set = MustLoad("replication: {host_connections: 100}");
+  CHECK(HostConnectionCap(set) == 100);
+  CHECK(DescribeConfig(d).find("host_connections: 0  # auto: 48") != std::string::npos);
+  CHECK_PROBLEM(Problems("replication: {host_connections: -1}"), "replication.host_connections:");
+  CHECK_PROBLEM(Problems("replication: {host_connections: lots}"), "replication.host_connections:");
+}
+
 }  // namespace couchrepd

@@ -1,6 +1,8 @@
 // Helpers shared by the CouchClient integration tests.
 #pragma once
 
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "couchrepd/couch_client.h"
@@ -29,6 +31,26 @@ inline CouchClient ServerClient(const TestServer& server, const std::string& adm
     e.credentials.password = admin.substr(colon + 1);
   }
   return CouchClient(e, options);
+}
+
+// Client-side TCP connections of this machine to `port` in state ESTABLISHED
+// (/proc/net/tcp and tcp6: remote port in hex, state 01).
+inline int EstablishedTo(int port) {
+  int n = 0;
+  for (const char* path : {"/proc/self/net/tcp", "/proc/self/net/tcp6"}) {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state;
+      fields >> slot >> local >> remote >> state;
+      auto colon = remote.rfind(':');
+      if (colon == std::string::npos) continue;
+      if (std::stoi(remote.substr(colon + 1), nullptr, 16) == port && state == "01") ++n;
+    }
+  }
+  return n;
 }
 
 }  // namespace couchrepd::testing

@@ -322,30 +322,6 @@ TEST_CASE("429 answers slow the endpoint down without spending retries") {
   CHECK(limited == 4);
 }
 
-namespace {
-
-// Client-side TCP connections of this machine to `port` in state ESTABLISHED
-// (/proc/net/tcp and tcp6: remote port in hex, state 01).
-int EstablishedTo(int port) {
-  int n = 0;
-  for (const char* path : {"/proc/self/net/tcp", "/proc/self/net/tcp6"}) {
-    std::ifstream in(path);
-    std::string line;
-    std::getline(in, line);  // header
-    while (std::getline(in, line)) {
-      std::istringstream fields(line);
-      std::string slot, local, remote, state;
-      fields >> slot >> local >> remote >> state;
-      auto colon = remote.rfind(':');
-      if (colon == std::string::npos) continue;
-      if (std::stoi(remote.substr(colon + 1), nullptr, 16) == port && state == "01") ++n;
-    }
-  }
-  return n;
-}
-
-}  // namespace
-
 TEST_CASE("pooled connections unused for idle_connection_timeout are closed") {
   TestServer server;
   for (int timeout_ms : {600, 0}) {

@@ -79,7 +79,7 @@ TEST_CASE("serve runtime: idle continuous jobs park without a thread or a feed; 
     REQUIRE(src.CreateDb().ok());
     REQUIRE(src.PutDoc("d0", R"({"n":0})").ok());
   }
-  ServeProcess serve(WithReplication(ServeConfig(server), "  active_jobs: 2\n"));
+  ServeProcess serve(WithReplication(ServeConfig(server), "  active_jobs: 2\n  idle_connection_timeout: 1s\n"));
   auto rep = root.Database("_replicator");
   REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 20s));
   for (int i = 0; i < kJobs; ++i) {
@@ -106,8 +106,9 @@ TEST_CASE("serve runtime: idle continuous jobs park without a thread or a feed; 
   INFO("threads: " << threads);
   CHECK(threads > 0);
   CHECK(threads < 40);
-  // Nor a socket: a parked job closes its connections (the feeds of
-  // _replicator and _db_updates, the status API and write-back remain).
+  // Nor a socket: a parked job gives its connections back to the shared
+  // pool, which closes them after idle_connection_timeout (1 s here); the
+  // feeds of _replicator and _db_updates and the status API remain.
   int sockets = Sockets(serve.process().pid());
   INFO("sockets: " << sockets);
   CHECK(sockets >= 0);
@@ -130,6 +131,57 @@ TEST_CASE("serve runtime: idle continuous jobs park without a thread or a feed; 
   REQUIRE(jobs);
   CHECK(JsonInt(jobs->body, {"total_rows"}) == kJobs);
   CHECK(jobs->body.find("\"crashing\"") == std::string::npos);
+}
+
+TEST_CASE("serve runtime: parked jobs' passes reuse the shared keep-alive connections") {
+  constexpr int kJobs = 20;
+  TestServer server;
+  auto root = ServerClient(server);
+  for (int i = 0; i < kJobs; ++i) {
+    REQUIRE(root.Database("src-" + std::to_string(i)).CreateDb().ok());
+  }
+  // At most 2 jobs × (reader + 1 worker + 1) connections at once: the
+  // host's cap, 6.
+  ServeProcess serve(
+      WithReplication(ServeConfig(server), "  active_jobs: 2\n  worker_processes: 1\n"));
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 20s));
+  for (int i = 0; i < kJobs; ++i) {
+    std::string n = std::to_string(i);
+    REQUIRE(rep.PutDoc("job-" + n, RepDoc(server, "src-" + n, "tgt-" + n)).ok());
+  }
+  INFO(serve.Log());
+  REQUIRE(WaitUntil(
+      [&] {
+        for (int i = 0; i < kJobs; ++i) {
+          if (!root.Database("tgt-" + std::to_string(i)).GetDbInfo().ok()) return false;
+        }
+        return true;
+      },
+      60s));
+  std::this_thread::sleep_for(3s);  // every job parked, its checkpoint done
+  REQUIRE(server.Request("DELETE", "/_test/connections").status == 200);
+  // One pass per job, one after the other: each reads the source and writes
+  // the target. Jobs with connections of their own would open new ones for
+  // every pass (at least one each); with the shared pool the passes take
+  // the connections the earlier ones left.
+  for (int i = 0; i < kJobs; ++i) {
+    std::string n = std::to_string(i);
+    REQUIRE(root.Database("src-" + n).PutDoc("w", R"({"n":1})").ok());
+    REQUIRE(WaitUntil([&] { return HasDoc(root, "tgt-" + n, "w"); }, 20s));
+  }
+  std::string connections = server.Request("GET", "/_test/connections").body;
+  int64_t accepted = JsonInt(connections, {"accepted"});
+  int64_t open = JsonInt(connections, {"open"});
+  INFO("connections accepted during " << kJobs << " passes: " << accepted << ", open: " << open);
+  CHECK(accepted >= 1);  // this request's own
+  CHECK(accepted < kJobs);
+  // And the parked jobs keep none of their own: what is open is two shared
+  // pools (the jobs' and the engine's own, which has other timeouts; at
+  // most the cap, 6, each), the _replicator and _db_updates feeds, this
+  // test's client and this request. A pool per job would keep one or more
+  // per job.
+  CHECK(open <= 2 * 6 + 4);
 }
 
 TEST_CASE("serve runtime: without _db_updates, parked jobs wait on one _changes longpoll each, on one thread") {

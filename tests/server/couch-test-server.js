@@ -1049,6 +1049,11 @@ testApi.get('/feeds', (req, res) => {
   res.json({open_feeds: openFeeds.size, live_listeners: liveListeners,
     db_updates_listeners: dbUpdateListeners.size});
 });
+// TCP connections accepted since start (or the last DELETE) and open now:
+// tells whether a client reuses its keep-alive connections.
+const connections = {accepted: 0, open: 0};
+testApi.get('/connections', (req, res) => { res.json(connections); });
+testApi.delete('/connections', (req, res) => { connections.accepted = 0; res.json({ok: true}); });
 testApi.post('/db_updates', (req, res) => {
   const b = req.body;
   if (!b || typeof b !== 'object' || typeof b.enabled !== 'boolean') {
@@ -1230,6 +1235,11 @@ async function main() {
   if (adminName) await configSet('admins', adminName, adminPassword);  // hashed by pouchdb-auth
   await pouchApp.setPouchDB(MemPouchDB);
   const server = app.listen(args.port, args.host);
+  server.on('connection', (socket) => {
+    connections.accepted++;
+    connections.open++;
+    socket.on('close', () => { connections.open--; });
+  });
   server.keepAliveTimeout = 120000;
   server.headersTimeout = 125000;
   server.requestTimeout = 0;
