@@ -103,8 +103,13 @@ class BatchRun {
     }
     if (revs.empty()) return stats_;
 
-    // 2. What the target lacks.
-    auto diff = ctx_.target->RevsDiff(revs);
+    // 2. What the target lacks: everything, when it was empty at the start.
+    Result<std::vector<RevsDiffEntry>> diff = std::vector<RevsDiffEntry>{};
+    if (ctx_.target_empty_at_start) {
+      for (auto& [id, list] : revs) diff->push_back({id, std::move(list), {}});
+    } else {
+      diff = ctx_.target->RevsDiff(revs);
+    }
     if (!diff.ok()) return diff.error();
     std::vector<RevsDiffEntry> missing;
     for (auto& e : *diff) {

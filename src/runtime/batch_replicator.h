@@ -1,5 +1,6 @@
 // ReplicateBatch: one batch of _changes rows through the replication
-// protocol: _revs_diff on the target, fetch of the missing revisions from the
+// protocol: _revs_diff on the target (skipped while the target is one the
+// job found empty), fetch of the missing revisions from the
 // source (_bulk_get, or open_revs when the source lacks it), and the write to
 // the target (_bulk_docs new_edits=false, split on 413; big attachments
 // streamed through multipart PUTs via temporary files, so memory is bounded
@@ -25,6 +26,11 @@ struct BatchContext {
   int64_t stream_threshold_bytes = 1 << 20;
   std::string temp_dir;  // for streamed attachments ("" = $TMPDIR, else /tmp)
   std::string log_prefix;
+  // The target was empty when the job started (and the job starts from
+  // scratch): it lacks every revision the feed names, so no _revs_diff is
+  // asked. Writes are new_edits=false, so if someone else wrote there
+  // meanwhile, a revision sent twice costs bandwidth, never data.
+  bool target_empty_at_start = false;
 };
 
 // Statistics of the batch (revisions_checked, missing_revisions_found,

@@ -85,6 +85,7 @@ struct ReplicationJob::Impl {
   std::string start_seq = "0";
   double start_unix = 0;
   std::string source_instance, target_instance;
+  bool target_empty_at_start = false;  // no _revs_diff (BatchContext)
   std::optional<std::string> source_rev, target_rev;
   std::optional<CheckpointDoc> previous;  // the source side's document
   bool started = false;                   // Start() done (passes: the first Run)
@@ -157,8 +158,13 @@ Status ReplicationJob::Impl::Start() {
   } else if (spec.since_seq_json) {
     start_seq = *spec.since_seq_json;
   }
-  spdlog::info("{} starting at sequence {}: {}", settings.log_prefix, start_seq,
-               decision.explanation);
+  // A target without documents (not even deleted ones) that the job fills
+  // from the start lacks every revision the source has.
+  target_empty_at_start = !decision.start_seq && tgt_info->doc_count == 0 &&
+                          tgt_info->doc_del_count == 0;
+  spdlog::info("{} starting at sequence {}: {}{}", settings.log_prefix, start_seq,
+               decision.explanation,
+               target_empty_at_start ? " (the target is empty: no _revs_diff)" : "");
   start_unix = clock.UnixSeconds();
   std::lock_guard<std::mutex> lock(mu);
   snap.stats.MaxWith(decision.restored_stats);
@@ -322,6 +328,7 @@ void ReplicationJob::Impl::WorkBatches() {
   ctx.stream_threshold_bytes = settings.attachment_stream_threshold_bytes;
   ctx.temp_dir = settings.temp_dir;
   ctx.log_prefix = settings.log_prefix;
+  ctx.target_empty_at_start = target_empty_at_start;
   const size_t batch_size = static_cast<size_t>(settings.spec.worker_batch_size);
   while (true) {
     uint64_t batch_id = 0;

@@ -29,6 +29,13 @@ TEST_CASE("a varied corpus replicates completely, then incrementally") {
   CHECK(JsonInt(first, {"docs_written"}) >= corpus.documents);
   CHECK(JsonInt(first, {"docs_written"}) == JsonInt(first, {"docs_read"}));
   CHECK(JsonInt(first, {"missing_revisions_found"}) == JsonInt(first, {"docs_written"}));
+  // The target was empty: every revision was missing, none was asked about.
+  auto RevsDiffs = [&] {
+    return JsonInt(server.Request("GET", "/_test/requests?method=POST&path=%5E%2Fcorpus-tgt%2F_revs_diff")
+                       .body,
+                   {"count"});
+  };
+  CHECK(RevsDiffs() == 0);
 
   // Multi-megabyte attachments travelled as streamed multipart PUTs, not inline.
   auto puts = server.Request("GET", "/_test/requests?method=PUT&path=%5E%2Fcorpus-tgt%2Fatt-big-0%24");
@@ -63,6 +70,7 @@ TEST_CASE("a varied corpus replicates completely, then incrementally") {
   }
   std::string second =
       ReplicateOk({server.url() + "/corpus-src", server.url() + "/corpus-tgt", "--create-target"});
+  CHECK(RevsDiffs() > 0);  // resumed on a full target: _revs_diff again
   CHECK(JsonInt(second, {"docs_read"}) == 10);
   CHECK(JsonInt(second, {"docs_written"}) == 10);
   CHECK(JsonInt(second, {"revisions_checked"}) == 10);
@@ -83,6 +91,30 @@ TEST_CASE("a varied corpus replicates completely, then incrementally") {
       ReplicateOk({server.url() + "/corpus-src", server.url() + "/corpus-tgt", "--create-target"});
   CHECK(JsonInt(third, {"docs_read"}) == 0);
   CHECK(JsonInt(third, {"revisions_checked"}) == 0);
+}
+
+TEST_CASE("a target with documents is asked with _revs_diff even without a checkpoint") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("rd-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 40);
+  std::string first = ReplicateOk({server.url() + "/rd-src", server.url() + "/rd-tgt",
+                                   "--create-target", "--no-checkpoints"});
+  CHECK(JsonInt(first, {"docs_written"}) == 40);
+  PutPlainDocs(src, 40, 45);
+  REQUIRE(server.Request("DELETE", "/_test/requests").status == 200);
+  // No checkpoint, so from sequence 0, onto a target that has 40 of the 45.
+  std::string second = ReplicateOk({server.url() + "/rd-src", server.url() + "/rd-tgt",
+                                    "--no-checkpoints"});
+  CHECK(JsonInt(second, {"revisions_checked"}) == 45);
+  CHECK(JsonInt(second, {"missing_revisions_found"}) == 5);
+  CHECK(JsonInt(second, {"docs_written"}) == 5);
+  CHECK(JsonInt(server.Request("GET", "/_test/requests?method=POST&path=%5E%2Frd-tgt%2F_revs_diff")
+                    .body,
+                {"count"}) > 0);
+  auto tgt = root.Database("rd-tgt");
+  CHECK(CompareDatabases(src, tgt).empty());
 }
 
 TEST_CASE("a pre-existing CouchDB-format checkpoint with a matching session is honoured") {
