@@ -144,8 +144,12 @@ class DocProcessor {
   // The document that owns (triggered) a job.
   std::optional<DocKey> OwnerOf(const std::string& job_id) const;
 
+  enum class Phase;  // of a document's record (doc_processor.cpp)
+
  private:
   struct DocRecord;
+  // Every phase change goes through here (it keeps duplicates_).
+  void SetPhase(DocRecord& rec, Phase phase);
   using Actions = std::vector<DocAction>;
 
   DocRecord* Find(const DocKey& key) const;
@@ -170,6 +174,7 @@ class DocProcessor {
   DocProcessorSettings settings_;
   std::map<DocKey, std::shared_ptr<DocRecord>> docs_;
   std::map<std::string, DocKey> owners_;  // job id -> document holding it (running or reserved)
+  std::set<DocKey> duplicates_;           // documents in the duplicate phase
   uint64_t last_generation_ = 0;          // generations are unique across documents
   uint64_t last_duplicate_ = 0;           // order in which documents became duplicates
   std::set<std::string> validation_missing_;  // databases whose validation function is not in place

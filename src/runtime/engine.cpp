@@ -25,6 +25,11 @@ using namespace std::chrono_literals;
 constexpr Duration kSnapshotPeriod = 500ms;
 // ... and while every job is parked (well inside kMaxSnapshotAge, liveness).
 constexpr Duration kIdleSnapshotPeriod = 2s;
+// A change is published at most this long after the previous snapshot: a
+// snapshot copies every document and job, so with tens of thousands of them
+// one per event (jobs ending many times a second) would keep the engine's
+// thread busy doing nothing else.
+constexpr Duration kDirtySnapshotGap = 250ms;
 constexpr int kWriterThreads = 4;
 constexpr int kIdThreads = 2;
 
@@ -119,6 +124,10 @@ void Engine::Impl::Loop() {
     if (!retries.empty()) wake = std::min(wake, retries.begin()->first);
     if (!timed_passes.empty()) wake = std::min(wake, timed_passes.begin()->first);
     wake = std::min(wake, now + kSnapshotPeriod);
+    // A snapshot takes at most a tenth of this thread's time, however many
+    // documents there are.
+    const Duration gap = std::max<Duration>(kDirtySnapshotGap, publish_cost * 9);
+    if (dirty) wake = std::min(wake, std::max(now, last_snapshot + gap));
     std::deque<Event> batch;
     {
       std::unique_lock<std::mutex> lock(events_mu);
@@ -160,9 +169,12 @@ void Engine::Impl::Loop() {
     // Progress changes only while a run is active: with every job parked
     // the snapshot is refreshed when something happened, else only often
     // enough for liveness (thousands of idle jobs cost almost no CPU).
-    if (dirty || now - last_snapshot >= kIdleSnapshotPeriod ||
-        (now - last_snapshot >= kSnapshotPeriod && AnyRunActive())) {
+    const auto since = now - last_snapshot;
+    if ((dirty && since >= gap) || since >= std::max<Duration>(kIdleSnapshotPeriod, gap) ||
+        (since >= std::max<Duration>(kSnapshotPeriod, gap) && AnyRunActive())) {
+      auto started = std::chrono::steady_clock::now();
       Publish(now);
+      publish_cost = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - started);
       last_snapshot = now;
       dirty = false;
     }

@@ -89,6 +89,7 @@ struct Engine::Impl {
 
   struct JobRecord {
     std::shared_ptr<const ReplicationSpec> spec;
+    std::string source_display, target_display;  // spec's endpoints as shown (no secrets)
     std::string database;
     std::string doc_id;
     bool reduced = false;  // restart with reduced settings after max_backoff (SPEC §2.5)
@@ -136,6 +137,7 @@ struct Engine::Impl {
   std::set<std::string> followed;    // replicator databases followed
   std::set<std::string> discovered;  // as the last discovery found them
   TimePoint last_snapshot{};
+  Duration publish_cost{};  // how long the last Publish took (real time)
   bool dirty = true;
   EngineCounters counters;
   uint64_t ended_checkpoints_ok = 0;  // of runs that have ended (OnJobEnded)

@@ -268,6 +268,8 @@ void Engine::Impl::Apply(const std::vector<DocAction>& actions, TimePoint now) {
       case DocAction::Type::kAddJob: {
         JobRecord rec;
         rec.spec = a.spec;
+        rec.source_display = a.spec->source.Display();
+        rec.target_display = a.spec->target.Display();
         rec.database = a.doc.db;
         rec.doc_id = a.doc.doc_id;
         auto old = jobs.find(a.job_id);

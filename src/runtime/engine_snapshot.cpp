@@ -31,8 +31,8 @@ void Engine::Impl::Publish(TimePoint now) {
     std::optional<JobSnapshot> progress;
     auto rec = jobs.find(view.info.id);
     if (rec != jobs.end()) {
-      d.source = rec->second.spec->source.Display();
-      d.target = rec->second.spec->target.Display();
+      d.source = rec->second.source_display;
+      d.target = rec->second.target_display;
       d.user = rec->second.spec->user_ctx.name.value_or("");
       d.start_unix = rec->second.start_unix;
       progress = rec->second.last_progress;
