@@ -25,11 +25,13 @@ using namespace std::chrono_literals;
 constexpr Duration kSnapshotPeriod = 500ms;
 // ... and while every job is parked (well inside kMaxSnapshotAge, liveness).
 constexpr Duration kIdleSnapshotPeriod = 2s;
-// A change is published at most this long after the previous snapshot: a
-// snapshot copies every document and job, so with tens of thousands of them
+// A snapshot copies every document and job: with tens of thousands of them,
 // one per event (jobs ending many times a second) would keep the engine's
-// thread busy doing nothing else.
-constexpr Duration kDirtySnapshotGap = 250ms;
+// thread busy doing nothing else. So after one, the next waits nine times
+// as long as it took (at most a tenth of the thread's time; with a few
+// hundred documents that is well under a millisecond, so a change still
+// shows at once).
+constexpr int kSnapshotCostFactor = 9;
 constexpr int kWriterThreads = 4;
 constexpr int kIdThreads = 2;
 
@@ -124,9 +126,7 @@ void Engine::Impl::Loop() {
     if (!retries.empty()) wake = std::min(wake, retries.begin()->first);
     if (!timed_passes.empty()) wake = std::min(wake, timed_passes.begin()->first);
     wake = std::min(wake, now + kSnapshotPeriod);
-    // A snapshot takes at most a tenth of this thread's time, however many
-    // documents there are.
-    const Duration gap = std::max<Duration>(kDirtySnapshotGap, publish_cost * 9);
+    const Duration gap = publish_cost * kSnapshotCostFactor;
     if (dirty) wake = std::min(wake, std::max(now, last_snapshot + gap));
     std::deque<Event> batch;
     {

@@ -68,6 +68,17 @@ bool HasDoc(CouchClient& root, const std::string& db, const std::string& id) {
   return root.Database(db).GetDoc(id).ok();
 }
 
+// Continuous documents job-I: src-I -> tgt-I, I < jobs, once serve has set
+// up _replicator.
+void PutRepDocs(CouchClient& root, const TestServer& server, int jobs) {
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 20s));
+  for (int i = 0; i < jobs; ++i) {
+    std::string n = std::to_string(i);
+    REQUIRE(rep.PutDoc("job-" + n, RepDoc(server, "src-" + n, "tgt-" + n)).ok());
+  }
+}
+
 }  // namespace
 
 TEST_CASE("serve runtime: idle continuous jobs park without a thread or a feed; a write wakes only its job") {
@@ -80,12 +91,7 @@ TEST_CASE("serve runtime: idle continuous jobs park without a thread or a feed; 
     REQUIRE(src.PutDoc("d0", R"({"n":0})").ok());
   }
   ServeProcess serve(WithReplication(ServeConfig(server), "  active_jobs: 2\n  idle_connection_timeout: 1s\n"));
-  auto rep = root.Database("_replicator");
-  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 20s));
-  for (int i = 0; i < kJobs; ++i) {
-    std::string n = std::to_string(i);
-    REQUIRE(rep.PutDoc("job-" + n, RepDoc(server, "src-" + n, "tgt-" + n)).ok());
-  }
+  PutRepDocs(root, server, kJobs);
   INFO(serve.Log());
   REQUIRE(WaitUntil(
       [&] {
@@ -144,12 +150,7 @@ TEST_CASE("serve runtime: parked jobs' passes reuse the shared keep-alive connec
   // host's cap, 6.
   ServeProcess serve(
       WithReplication(ServeConfig(server), "  active_jobs: 2\n  worker_processes: 1\n"));
-  auto rep = root.Database("_replicator");
-  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 20s));
-  for (int i = 0; i < kJobs; ++i) {
-    std::string n = std::to_string(i);
-    REQUIRE(rep.PutDoc("job-" + n, RepDoc(server, "src-" + n, "tgt-" + n)).ok());
-  }
+  PutRepDocs(root, server, kJobs);
   INFO(serve.Log());
   REQUIRE(WaitUntil(
       [&] {
@@ -193,12 +194,7 @@ TEST_CASE("serve runtime: without _db_updates, parked jobs wait on one _changes 
     REQUIRE(root.Database("src-" + std::to_string(i)).CreateDb().ok());
   }
   ServeProcess serve(WithReplication(ServeConfig(server), "  active_jobs: 2\n"));
-  auto rep = root.Database("_replicator");
-  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 20s));
-  for (int i = 0; i < kJobs; ++i) {
-    std::string n = std::to_string(i);
-    REQUIRE(rep.PutDoc("job-" + n, RepDoc(server, "src-" + n, "tgt-" + n)).ok());
-  }
+  PutRepDocs(root, server, kJobs);
   INFO(serve.Log());
   // Twenty continuous jobs on two pool threads: none may hold a pool thread
   // for good, or most would never run. Each parked job has one longpoll.
