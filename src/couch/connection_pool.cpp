@@ -41,7 +41,7 @@ class Registry {
       pool = std::make_shared<ConnectionPool>(key);
       slot = pool;
     }
-    if (key.idle_timeout > Duration::zero() && !reaper_started_) StartReaper();
+    if (!reaper_started_) StartReaper();  // it also forgets pools no one holds
     return pool;
   }
 
@@ -194,16 +194,6 @@ void ConnectionPool::CloseIdle(std::chrono::steady_clock::time_point now) {
     idle_.erase(idle_.begin(), keep);
   }
   // The sockets close here, outside the lock.
-}
-
-size_t ConnectionPool::idle() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return idle_.size();
-}
-
-int ConnectionPool::open() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return in_use_ + static_cast<int>(idle_.size());
 }
 
 }  // namespace couchrepd

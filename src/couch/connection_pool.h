@@ -72,9 +72,6 @@ class ConnectionPool {
   // Closes connections idle since before `now` minus the idle timeout.
   void CloseIdle(std::chrono::steady_clock::time_point now);
 
-  size_t idle();   // open and unused (tests)
-  int open();      // in use plus idle (tests)
-
  private:
   PoolKey key_;
   std::mutex mu_;

@@ -1,23 +1,13 @@
 #include "http_session.h"
 
-#include "connection_pool.h"
-
 #include <cerrno>
-#include <csignal>
-#include <pthread.h>
 #include <httplib.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/x509.h>
 #include <simdjson.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
-#include <iterator>
 #include <map>
-#include <set>
-#include <thread>
 
 #include "couchrepd/encoding.h"
 #include "couchrepd/limits.h"
@@ -176,8 +166,6 @@ HttpSession::HttpSession(const Url& url, Credentials credentials, HttpOptions op
 
 HttpSession::~HttpSession() = default;
 
-size_t HttpSession::idle_connections() { return pool_->idle(); }
-
 void HttpSession::Notify(HttpEvent::Kind kind, int status) const {
   if (options_.observer) options_.observer(HttpEvent{kind, host_label_, status});
 }
@@ -187,16 +175,16 @@ std::unique_ptr<httplib::Client> HttpSession::Acquire(CancelToken* cancel, bool 
   {
     // The session's own cap (a job's http_connections) first, then the
     // host's (the shared pool).
-    std::unique_lock<std::mutex> lock(pool_mu_);
+    std::unique_lock<std::mutex> lock(slots_mu_);
     int max = std::max(1, options_.max_connections);
-    pool_cv_.wait(lock, [&] { return in_use_ < max; });
+    slots_cv_.wait(lock, [&] { return in_use_ < max; });
     ++in_use_;
   }
   auto client = pool_->Acquire(cancel);
   if (!client) {
-    std::lock_guard<std::mutex> lock(pool_mu_);
+    std::lock_guard<std::mutex> lock(slots_mu_);
     --in_use_;
-    pool_cv_.notify_one();
+    slots_cv_.notify_one();
   }
   return client;
 }
@@ -205,9 +193,9 @@ void HttpSession::Release(std::unique_ptr<httplib::Client> client, bool reusable
                           bool session_cap) {
   pool_->Release(std::move(client), reusable);
   if (!session_cap) return;
-  std::lock_guard<std::mutex> lock(pool_mu_);
+  std::lock_guard<std::mutex> lock(slots_mu_);
   --in_use_;
-  pool_cv_.notify_one();
+  slots_cv_.notify_one();
 }
 
 Pacer& HttpSession::PacerFor(const std::string& method) {
@@ -552,13 +540,10 @@ Result<HttpResponse> HttpSession::Execute(HttpCall& call) {
             foreign.reset();
             if (!same_origin) {
               // Credentials are kept only for the same origin.
-              foreign = std::make_unique<httplib::Client>(next_origin);
-              foreign->set_connection_timeout(options_.connect_timeout);
-              foreign->set_read_timeout(call.read_timeout.value_or(options_.inactivity_timeout));
-              if (next->scheme == "https") {
-                foreign->enable_server_certificate_verification(options_.tls_verify);
-                if (!options_.ca_file.empty()) foreign->set_ca_cert_path(options_.ca_file);
-              }
+              PoolKey there = pool_key_;
+              there.origin = next_origin;
+              there.https = next->scheme == "https";
+              foreign = NewHttpClient(there, call.read_timeout, !call.raw_body);
             }
           }
           continue;

@@ -74,8 +74,6 @@ class HttpSession {
   const std::string& host_label() const { return host_label_; }
   const Credentials& credentials() const { return credentials_; }
 
-  // Pooled connections to this origin open and not in use (tests).
-  size_t idle_connections();
 
  private:
   struct Attempt;
@@ -99,8 +97,8 @@ class HttpSession {
 
   PoolKey pool_key_;
   std::shared_ptr<ConnectionPool> pool_;
-  std::mutex pool_mu_;
-  std::condition_variable pool_cv_;
+  std::mutex slots_mu_;
+  std::condition_variable slots_cv_;
   int in_use_ = 0;  // this session's pooled calls in flight
 
   std::mutex auth_mu_;
