@@ -14,6 +14,7 @@
 #include "couchrepd/http_metrics.h"
 #include "couchrepd/log.h"
 #include "couchrepd/status_render.h"
+#include "gated_http_server.h"
 
 #ifndef COUCHREPD_VERSION
 #define COUCHREPD_VERSION "unknown"
@@ -71,7 +72,8 @@ struct StatusServer::Impl {
   Config::Status settings;
   StatusHooks hooks;
   std::string node = NodeName();
-  httplib::Server server;
+  // Idle and half-sent connections wait in its epoll room, not on threads.
+  GatedHttpServer server;
   std::thread thread;
   int port = 0;
   bool bound = false;
@@ -341,6 +343,7 @@ void StatusServer::Stop() {
   if (!m.thread.joinable()) return;
   m.server.stop();
   m.thread.join();
+  m.server.StopGate();
 }
 
 int StatusServer::port() const { return impl_->port; }
