@@ -197,6 +197,9 @@ struct Config {
       bool operator==(const Auth&) const = default;
     };
     Auth auth;
+    // With `auth`: GET /health, /health/ready and /health/live still answer
+    // without credentials (for load balancers and orchestrator probes).
+    bool health_public = false;
     bool dashboard = true;  // serve the HTML dashboard at GET /
     bool operator==(const Status&) const = default;
   };

@@ -98,6 +98,17 @@ struct StatusServer::Impl {
     return std::string(user);
   }
 
+  // Authenticate, except that the health probes are open with
+  // `status.health_public`.
+  std::optional<std::string> Admit(const httplib::Request& req) const {
+    if (auto who = Authenticate(req)) return who;
+    if (settings.health_public && (req.method == "GET" || req.method == "HEAD") &&
+        (req.path == "/health" || req.path == "/health/ready" || req.path == "/health/live")) {
+      return std::string("anonymous");
+    }
+    return std::nullopt;
+  }
+
   std::shared_ptr<const EngineSnapshot> Snapshot() const {
     std::shared_ptr<const EngineSnapshot> s;
     if (hooks.snapshot) s = hooks.snapshot();
@@ -162,7 +173,7 @@ struct StatusServer::Impl {
 
   void Handle(const httplib::Request& req, httplib::Response& res) {
     res.set_header("Cache-Control", "must-revalidate");
-    auto who = Authenticate(req);
+    auto who = Admit(req);
     if (!who) {
       res.set_header("WWW-Authenticate", kRealm);
       ReplyError(res, 401, "unauthorized", "Name or password is incorrect.");
@@ -274,7 +285,7 @@ Status StatusServer::Bind() {
   // SPEC §10: credentials are checked before any body is read (the
   // pre-routing handler runs first), and no body over 64 KiB is read (413).
   m.server.set_pre_routing_handler([&m](const httplib::Request& req, httplib::Response& res) {
-    if (!m.Authenticate(req)) {
+    if (!m.Admit(req)) {
       res.set_header("Cache-Control", "must-revalidate");
       res.set_header("WWW-Authenticate", kRealm);
       ReplyError(res, 401, "unauthorized", "Name or password is incorrect.");

@@ -662,6 +662,7 @@ std::vector<Field> Loader::Fields(Config& c) {
                       Secret("password", status.auth.password),
                       Path("password_file", status.auth.password_file),
                   }),
+              Bool("health_public", status.health_public),
               Bool("dashboard", status.dashboard),
           }),
       Sub("limits",

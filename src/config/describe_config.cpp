@@ -239,6 +239,7 @@ std::string DescribeConfig(const Config& c) {
   w.Line(2, "username", Scalar(status.auth.username));
   w.Line(2, "password", Secret(status.auth.password));
   w.Line(2, "password_file", Scalar(status.auth.password_file));
+  w.Line(1, "health_public", Bool(status.health_public));
   w.Line(1, "dashboard", Bool(status.dashboard));
 
   w.Section(0, "limits");

@@ -238,6 +238,7 @@ status:
     username: ops
     password_file: )" +
                      status_pw + R"(
+  health_public: true
   dashboard: false
 limits:
   max_response_bytes: 2097152
@@ -302,6 +303,7 @@ shutdown_timeout: 1m30s
   CHECK(c.status.listen_port == 0);
   CHECK(c.status.auth.username == "ops");
   CHECK(c.status.auth.password == "status-pw");
+  CHECK(c.status.health_public);
   CHECK_FALSE(c.status.dashboard);
   CHECK(c.log.level == Config::Log::Level::kDebug);
   CHECK(c.log.format == Config::Log::Format::kJson);

@@ -663,6 +663,33 @@ int RawStatus(int port, const std::string& head) {
 // SPEC §10: the status API reads at most 64 KiB of a request body, and only
 // after the credentials were checked (an anonymous client cannot make it read
 // or hold anything).
+TEST_CASE("status API: with health_public only the health probes answer without credentials") {
+  TestServer server;
+  ServeProcess serve(
+      WithStatus(ServeConfig(server), "  health_public: true\n  auth:\n    username: ops\n"),
+      {"COUCHREPD_STATUS_PASSWORD=St4tus-pw!"});
+  int port = StatusPort(serve);
+  StatusClient anonymous(port);
+  StatusClient wrong(port, "ops", "nope");
+  REQUIRE(WaitUntil([&] { return anonymous.Get("/health").status == 200; }, 15s));
+  for (const char* path : {"/health", "/health/ready", "/health/live"}) {
+    CAPTURE(path);
+    CHECK(anonymous.Get(path).status == 200);
+    CHECK(wrong.Get(path).status == 200);
+  }
+  CHECK(J(anonymous.Get("/health").body, {"ok"}) == "true");
+  for (const char* path : {"/metrics", "/_scheduler/jobs", "/_scheduler/docs", "/_active_tasks", "/",
+                           "/health/other", "/healthz"}) {
+    CAPTURE(path);
+    Reply r = anonymous.Get(path);
+    CHECK(r.status == 401);
+    CHECK(r.www_authenticate == "Basic realm=\"couchrepd\"");
+  }
+  CHECK(anonymous.Post("/health").status == 401);
+  CHECK(anonymous.Post("/_scheduler/jobs/x/reset").status == 401);
+  CHECK(StatusClient(port, "ops", "St4tus-pw!").Get("/metrics").status == 200);
+}
+
 TEST_CASE("status API: credentials are checked before a body is read; bodies over 64 KiB are refused") {
   TestServer server;
   ServeProcess serve(WithStatus(ServeConfig(server), "  auth:\n    username: ops\n"),
