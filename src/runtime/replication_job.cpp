@@ -405,7 +405,16 @@ Status ReplicationJob::Impl::Checkpoint() {
       auto current = side->GetLocal(settings.id.base);
       if (!current.ok()) return current.error();
       if (!*current) {
-        rev.reset();
+        // The checkpoint this job read or wrote there is gone: the database
+        // was deleted and recreated (or the document removed). Its data
+        // cannot be trusted to match the checkpoint: the job restarts and
+        // finds no common checkpoint.
+        if (rev) {
+          return Error::Temporary(
+              "checkpoint_failed",
+              "the checkpoint on " + side->DisplayUrl() +
+                  " is gone (the database was deleted and recreated?): starting over without it");
+        }
         continue;
       }
       auto parsed = ParseCheckpointDoc(**current);

@@ -8,7 +8,10 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <map>
 #include <random>
+#include <set>
+#include <sstream>
 
 #include "integration/serve_helpers.h"
 #include "support/corpus.h"
@@ -19,10 +22,10 @@ using namespace couchrepd::testing;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
-int64_t MsSince(Clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+int64_t MsSince(SteadyClock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start).count();
 }
 
 // An open TCP connection to 127.0.0.1:port that sends nothing (-1 on failure).
@@ -46,7 +49,7 @@ struct Timed {
 };
 
 Timed TimedGet(int port, const std::string& path) {
-  auto start = Clock::now();
+  auto start = SteadyClock::now();
   httplib::Client c("127.0.0.1", port);
   c.set_connection_timeout(5, 0);
   c.set_read_timeout(30, 0);
@@ -54,9 +57,451 @@ Timed TimedGet(int port, const std::string& path) {
   return {res ? res->status : 0, MsSince(start)};
 }
 
+
+// GET on the status API: status and body (0 when no answer).
+struct Got {
+  int status = 0;
+  std::string body;
+};
+Got StatusGet(int port, const std::string& path) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_connection_timeout(5, 0);
+  c.set_read_timeout(30, 0);
+  auto res = c.Get(path);
+  if (!res) return {};
+  return {res->status, res->body};
+}
+
+// The status API's view of one replicator database: doc id -> state.
+std::map<std::string, std::string> StatusDocs(int port, const std::string& db = "_replicator") {
+  std::map<std::string, std::string> out;
+  Got got = StatusGet(port, "/_scheduler/docs/" + db);
+  if (got.status != 200) return out;
+  simdjson::dom::parser parser;
+  simdjson::dom::array docs;
+  if (parser.parse(got.body)["docs"].get(docs) != simdjson::SUCCESS) return out;
+  for (auto d : docs) {
+    std::string_view id, state;
+    if (d["doc_id"].get(id) == simdjson::SUCCESS && d["state"].get(state) == simdjson::SUCCESS) {
+      out[std::string(id)] = std::string(state);
+    }
+  }
+  return out;
+}
+
+// The status API's jobs: doc id -> {state of the last history event, its reason}.
+std::string JobField(int port, const std::string& doc_id, const std::vector<std::string>& path) {
+  Got got = StatusGet(port, "/_scheduler/docs/_replicator/" + doc_id);
+  if (got.status != 200) return "<" + std::to_string(got.status) + ">";
+  return JsonText(got.body, path);
+}
+
+// The sum of a Prometheus counter over all its series ("name{" or "name ").
+double MetricSum(int port, const std::string& name) {
+  Got got = StatusGet(port, "/metrics");
+  double sum = 0;
+  std::istringstream in(got.body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name, 0) != 0) continue;
+    char next = line.size() > name.size() ? line[name.size()] : '\0';
+    if (next != '{' && next != ' ') continue;
+    sum += std::atof(line.c_str() + line.rfind(' ') + 1);
+  }
+  return sum;
+}
+
+// The live replication documents (design documents left out).
+std::set<std::string> LiveRepDocs(CouchClient& rep) {
+  std::set<std::string> ids;
+  ChangesRequest req;
+  req.style = "main_only";
+  auto r = rep.Changes(req, [&](ChangeRow&& row) {
+    if (!row.deleted && row.id.rfind("_design/", 0) != 0) ids.insert(row.id);
+    else ids.erase(row.id);
+    return true;
+  });
+  REQUIRE(r.ok());
+  return ids;
+}
+
+// Every live replication document has a job in `state`, and no other job is
+// listed (a deleted document's job is gone). Empty when all agree.
+std::vector<std::string> StatusAgainstDocuments(int port, CouchClient& rep, const std::string& state) {
+  std::vector<std::string> diffs;
+  auto live = LiveRepDocs(rep);
+  auto shown = StatusDocs(port);
+  for (const auto& id : live) {
+    auto it = shown.find(id);
+    if (it == shown.end()) diffs.push_back(id + ": live document without a job");
+    else if (it->second != state) diffs.push_back(id + ": " + it->second + ", expected " + state);
+  }
+  for (const auto& [id, st] : shown) {
+    if (!live.count(id)) diffs.push_back(id + ": job (" + st + ") for a deleted document");
+  }
+  return diffs;
+}
+
+std::string RepDocJson(const std::string& source, const std::string& target, bool continuous) {
+  return "{\"source\":\"" + source + "\",\"target\":\"" + target + "\",\"create_target\":true" +
+         (continuous ? ",\"continuous\":true" : "") + "}";
+}
+
+// Writes documents prefix-from..prefix-(to-1), a few per request, until done or `stop`.
+void WriteSlowly(CouchClient db, int from, int to, const std::string& prefix,
+                 std::chrono::milliseconds pause, const std::atomic<bool>& stop) {
+  for (int i = from; i < to && !stop; i += 5) {
+    std::vector<std::string> docs;
+    for (int k = i; k < std::min(to, i + 5); ++k) {
+      docs.push_back("{\"_id\":\"" + prefix + std::to_string(k) + "\",\"n\":" + std::to_string(k) + "}");
+    }
+    while (!db.BulkDocs(docs, true).ok() && !stop) std::this_thread::sleep_for(100ms);
+    std::this_thread::sleep_for(pause);
+  }
+}
+
+// Source and target hold the same documents (every leaf, body, attachment digest).
+void CheckSame(CouchClient& source, CouchClient& target) {
+  auto diffs = CompareDatabases(source, target);
+  INFO((diffs.empty() ? std::string() : diffs.front()));
+  CHECK(diffs.size() == 0);
+}
+
+std::string ProxiedServe(const TestServer& server, const FaultProxy& proxy,
+                         const std::string& extra_top = "") {
+  std::string config = ServeConfig(server, "", extra_top);
+  size_t at = config.find(server.url());
+  return config.replace(at, server.url().size(), proxy.url());
+}
 }  // namespace
 
 TEST_SUITE("integration/faults") {
+
+TEST_CASE("faults: the comparison itself finds a missing leaf, another body and another attachment") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto a = root.Database("cmp-a");
+  auto b = root.Database("cmp-b");
+  REQUIRE(a.CreateDb().ok());
+  REQUIRE(b.CreateDb().ok());
+  PutPlainDocs(a, 0, 300);
+  CHECK(CompareDatabases(a, b).size() == 300);  // every document missing
+  ReplicateOk({server.url() + "/cmp-a", server.url() + "/cmp-b"});
+  CHECK(CompareDatabases(a, b).empty());
+  // A conflicting leaf only the source has.
+  REQUIRE(a.BulkDocs({R"({"_id":"doc7","_rev":"1-ffffffffffffffffffffffffffffffff","n":-1})"}, false).ok());
+  auto diffs = CompareDatabases(a, b);
+  REQUIRE(diffs.size() == 1);
+  CHECK(diffs[0].rfind("doc7:", 0) == 0);
+  // The same revision id with another body.
+  REQUIRE(b.BulkDocs({R"({"_id":"doc7","_rev":"1-ffffffffffffffffffffffffffffffff","n":-2})"}, false).ok());
+  CHECK(CompareDatabases(a, b).size() == 1);
+}
+
+TEST_CASE("faults 7: a target deleted and recreated during a continuous replication gets everything again") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("t7-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 300);
+  ServeProcess serve(ServeConfig(server));
+  int port = StatusPort(serve);
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
+  REQUIRE(rep.PutDoc("t7", RepDocJson(server.url() + "/t7-src", server.url() + "/t7-tgt", true)).ok());
+  auto tgt = root.Database("t7-tgt");
+  REQUIRE(WaitUntil([&] { return DocCount(tgt) == 300; }, 30s));
+  std::this_thread::sleep_for(2s);  // a checkpoint on the old target
+  REQUIRE(tgt.DeleteDb().ok());
+  REQUIRE(tgt.CreateDb().ok());
+  PutPlainDocs(src, 300, 320);
+  INFO(serve.Log().substr(serve.Log().size() > 6000 ? serve.Log().size() - 6000 : 0));
+  // Not only the 20 new documents: the checkpoint of the old target is not trusted.
+  CHECK(WaitUntil([&] { return DocCount(tgt) == 320; }, 60s));
+  CheckSame(src, tgt);
+  CHECK(WaitUntil([&] { return StatusAgainstDocuments(port, rep, "running").empty(); }, 20s));
+}
+
+TEST_CASE("faults 4: 30 % of requests answered 500/503 for a while; the replication completes") {
+  TestServer server;
+  FaultProxy proxy(server.url());
+  auto root = ServerClient(server);
+  auto src = root.Database("t4-src");
+  REQUIRE(src.CreateDb().ok());
+  CorpusOptions corpus;
+  corpus.plain_docs = 1500;
+  corpus.big_attachment_bytes = 1 << 20;
+  BuildCorpus(src, corpus);
+  ServeProcess serve(ProxiedServe(server, proxy));
+  int port = StatusPort(serve);
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
+  proxy.AddFaults(R"([{"probability":0.15,"status":500},{"probability":0.18,"status":503}])");
+  REQUIRE(rep.PutDoc("t4", RepDocJson(proxy.url() + "/t4-src", proxy.url() + "/t4-tgt", false)).ok());
+  std::this_thread::sleep_for(15s);
+  std::string stats = proxy.Stats();
+  INFO(stats);
+  CHECK(JsonInt(stats, {"statuses", "500"}) > 10);
+  CHECK(JsonInt(stats, {"statuses", "503"}) > 10);
+  proxy.Clear();
+  INFO(serve.Log().substr(serve.Log().size() > 6000 ? serve.Log().size() - 6000 : 0));
+  REQUIRE(WaitForState(rep, "t4", "completed", 120s));
+  auto tgt = root.Database("t4-tgt");
+  CheckSame(src, tgt);
+  CHECK(MetricSum(port, "couchrepd_http_retries_total") > 10);
+  CHECK(WaitUntil([&] { return StatusAgainstDocuments(port, rep, "completed").empty(); }, 20s));
+}
+
+TEST_CASE("faults 5: a 429 storm slows the requests down, fails no job, and the rate recovers") {
+  TestServer server;
+  FaultProxy proxy(server.url());
+  auto root = ServerClient(server);
+  auto src = root.Database("t5-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 100);
+  ServeProcess serve(ProxiedServe(server, proxy));
+  int port = StatusPort(serve);
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
+  REQUIRE(rep.PutDoc("t5", RepDocJson(proxy.url() + "/t5-src", proxy.url() + "/t5-tgt", true)).ok());
+  auto tgt = root.Database("t5-tgt");
+  REQUIRE(WaitUntil([&] { return DocCount(tgt) == 100; }, 30s));
+  std::atomic<bool> stop{false};
+  std::thread writer(WriteSlowly, root.Database("t5-src"), 100, 100000, "w", 100ms, std::cref(stop));
+  double crashes_before = MetricSum(port, "couchrepd_job_crashes_total");
+
+  // Requests to the source and target, per second, in [from, to) of the proxy's clock.
+  auto rate = [&](int64_t from_ms, int64_t to_ms) {
+    int n = 0;
+    for (const auto& e : proxy.Log()) {
+      if (e.t_ms >= from_ms && e.t_ms < to_ms && e.path.rfind("/t5-", 0) == 0) ++n;
+    }
+    return n * 1000.0 / static_cast<double>(to_ms - from_ms);
+  };
+  auto now_ms = [&] {
+    auto log = proxy.Log();
+    return log.empty() ? int64_t{0} : log.back().t_ms;
+  };
+  std::this_thread::sleep_for(3s);
+  int64_t storm_start = now_ms();
+  proxy.AddFaults(R"({"path":"^/t5-","status":429})");
+  bool never_failed = true;
+  for (int i = 0; i < 20; ++i) {
+    std::this_thread::sleep_for(1s);
+    std::string state = StatusDocs(port)["t5"];
+    if (state != "running") never_failed = false;
+  }
+  int64_t storm_end = now_ms();
+  proxy.Clear();
+  std::this_thread::sleep_for(10s);
+  int64_t after_end = now_ms();
+  double before = rate(storm_start - 3000, storm_start);
+  double early = rate(storm_start, storm_start + 3000);
+  double late = rate(storm_end - 6000, storm_end);
+  double after = rate(storm_end + 4000, after_end);
+  stop = true;
+  writer.join();
+  INFO("requests/s before " << before << ", storm's first 3 s " << early << ", storm's last 6 s "
+                            << late << ", after " << after);
+  INFO(serve.Log().substr(serve.Log().size() > 6000 ? serve.Log().size() - 6000 : 0));
+  CHECK(late < early / 3);          // the rate measurably dropped
+  CHECK(never_failed);              // no job failed (or crashed) before max_backoff
+  CHECK(MetricSum(port, "couchrepd_job_crashes_total") == crashes_before);
+  CHECK(MetricSum(port, "couchrepd_http_rate_limited_total") > 5);
+  CHECK(after > late * 3);          // and it recovered
+  CHECK(WaitUntil([&] { return DocCount(tgt) == DocCount(src); }, 60s));
+  CheckSame(src, tgt);
+  CHECK(StatusAgainstDocuments(port, rep, "running").empty());
+}
+
+TEST_CASE("faults 6: the replicator feed cut again and again while documents come and go") {
+  TestServer server;
+  FaultProxy proxy(server.url());
+  auto root = ServerClient(server);
+  auto src = root.Database("t6-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 20);
+  ServeProcess serve(ProxiedServe(server, proxy));
+  int port = StatusPort(serve);
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
+  // Every feed connection of the replicator database is cut mid-row after 1,500 bytes.
+  proxy.AddFaults(R"({"path":"^/_replicator/_changes","cut_after_bytes":1500})");
+  const std::string s = server.url();
+  std::mt19937 rng(6);
+  std::map<std::string, std::string> target_of;  // live documents
+  for (int i = 0; i < 40; ++i) {
+    std::string id = "r" + std::to_string(i);
+    std::string tgt = "t6-tgt-" + std::to_string(i);
+    REQUIRE(rep.PutDoc(id, RepDocJson(s + "/t6-src", s + "/" + tgt, true)).ok());
+    target_of[id] = tgt;
+    if (i % 4 == 3) {  // change an earlier one's target
+      std::string other = "r" + std::to_string(rng() % i);
+      if (target_of.count(other)) {
+        auto doc = rep.GetDoc(other);
+        REQUIRE(doc.ok());
+        std::string moved = target_of[other] + "-moved";
+        std::string body = RepDocJson(s + "/t6-src", s + "/" + moved, true);
+        body.insert(1, "\"_rev\":\"" + JsonText(*doc, {"_rev"}) + "\",");
+        if (rep.PutDoc(other, body).ok()) target_of[other] = moved;
+      }
+    }
+    if (i % 5 == 4) {  // delete one
+      std::string gone = "r" + std::to_string(rng() % i);
+      auto doc = rep.GetDoc(gone);
+      if (doc.ok() && rep.DeleteDoc(gone, JsonText(*doc, {"_rev"})).ok()) target_of.erase(gone);
+    }
+    if (i % 3 == 0) proxy.Cut("^/_replicator/_changes");
+    std::this_thread::sleep_for(150ms);
+  }
+  std::string stats = proxy.Stats();
+  INFO(stats);
+  CHECK(JsonInt(stats, {"faults", "cut"}) >= 10);
+  proxy.Clear();
+  INFO(serve.Log().substr(serve.Log().size() > 6000 ? serve.Log().size() - 6000 : 0));
+  std::vector<std::string> diffs;
+  CHECK(WaitUntil([&] { return (diffs = StatusAgainstDocuments(port, rep, "running")).empty(); }, 60s));
+  INFO((diffs.empty() ? std::string() : diffs.front()));
+  CHECK(diffs.empty());
+  CHECK(StatusDocs(port).size() == target_of.size());
+  // Each live document replicates to the target it names now.
+  for (const auto& [id, tgt_name] : target_of) {
+    CAPTURE(id);
+    auto tgt = root.Database(tgt_name);
+    CHECK(WaitUntil([&] { return DocCount(tgt) == 20; }, 30s));
+    CHECK(JsonText(StatusGet(port, "/_scheduler/docs/_replicator/" + id).body, {"target"})
+              .find(tgt_name) != std::string::npos);
+  }
+  auto first_target = root.Database(target_of.begin()->second);
+  CheckSame(src, first_target);
+  CHECK(MetricSum(port, "couchrepd_replicator_feed_reconnects_total") >= 10);
+}
+
+TEST_CASE("faults 3: two minutes of black hole; timeouts, crashing with a reason, recovery by itself") {
+  TestServer server;
+  FaultProxy proxy(server.url());
+  auto root = ServerClient(server);
+  const int kJobs = 3;
+  for (int i = 0; i < kJobs; ++i) {
+    auto src = root.Database("t3-src-" + std::to_string(i));
+    REQUIRE(src.CreateDb().ok());
+    PutPlainDocs(src, 0, 50);
+  }
+  ServeProcess serve(ProxiedServe(server, proxy));
+  int port = StatusPort(serve);
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
+  for (int i = 0; i < kJobs; ++i) {
+    std::string n = std::to_string(i);
+    REQUIRE(rep.PutDoc("t3-" + n, RepDocJson(proxy.url() + "/t3-src-" + n,
+                                             proxy.url() + "/t3-tgt-" + n, true)).ok());
+  }
+  for (int i = 0; i < kJobs; ++i) {
+    auto tgt = root.Database("t3-tgt-" + std::to_string(i));
+    REQUIRE(WaitUntil([&] { return DocCount(tgt) == 50; }, 30s));
+  }
+  REQUIRE(WaitUntil([&] { return StatusGet(port, "/health").status == 200; }, 10s));
+  const int64_t accepted_before = JsonInt(proxy.Stats(), {"connections_accepted"});
+  auto hole = SteadyClock::now();
+  proxy.Blackhole(true);
+  // Writes meanwhile, straight to the sources.
+  for (int i = 0; i < kJobs; ++i) {
+    auto src = root.Database("t3-src-" + std::to_string(i));
+    PutPlainDocs(src, 50, 80);
+  }
+  // request_timeout 5s + request_budget 5s (ServeConfig): every job is crashing, with a
+  // reason, well within 30 s; the replicator feed's silence shows in /health.
+  bool all_crashing = WaitUntil(
+      [&] {
+        auto docs = StatusDocs(port);
+        int n = 0;
+        for (const auto& [id, state] : docs) n += state == "crashing";
+        return n == kJobs;
+      },
+      30s);
+  int64_t crashing_after = MsSince(hole);
+  INFO(serve.Log().substr(serve.Log().size() > 8000 ? serve.Log().size() - 8000 : 0));
+  CHECK(all_crashing);
+  CHECK(crashing_after < 30000);
+  std::string reason = JobField(port, "t3-0", {"info", "error"});
+  CAPTURE(reason);
+  CHECK(reason.find("127.0.0.1:" + std::to_string(proxy.port())) != std::string::npos);
+  CHECK(WaitUntil([&] { return StatusGet(port, "/health").status == 503; }, 20s));
+  std::this_thread::sleep_for(std::chrono::milliseconds(120000 - MsSince(hole)));
+  // No request waited for the black hole to end: they timed out and were retried
+  // on new connections all along.
+  const int64_t accepted_during = JsonInt(proxy.Stats(), {"connections_accepted"}) - accepted_before;
+  CHECK(accepted_during >= 2 * kJobs);
+  CHECK(serve.process().running());
+  proxy.Blackhole(false);
+  auto back = SteadyClock::now();
+  CHECK(WaitUntil([&] { return StatusAgainstDocuments(port, rep, "running").empty(); }, 60s));
+  for (int i = 0; i < kJobs; ++i) {
+    auto src = root.Database("t3-src-" + std::to_string(i));
+    auto tgt = root.Database("t3-tgt-" + std::to_string(i));
+    CHECK(WaitUntil([&] { return DocCount(tgt) == 80; }, 60s));
+    CheckSame(src, tgt);
+  }
+  CHECK(WaitUntil([&] { return StatusGet(port, "/health").status == 200; }, 30s));
+  MESSAGE("black hole: crashing after " << crashing_after << " ms; " << accepted_during
+          << " new connections during it; recovered in " << MsSince(back) << " ms");
+  // A new document is picked up: the replicator feed reconnected by itself.
+  REQUIRE(rep.PutDoc("t3-late", RepDocJson(server.url() + "/t3-src-0", server.url() + "/t3-tgt-late", false)).ok());
+  CHECK(WaitForState(rep, "t3-late", "completed", 30s));
+}
+
+TEST_CASE("faults 1: kill -9 five times during a 50,000-document replication; resumed each time") {
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("t1-src");
+  REQUIRE(src.CreateDb().ok());
+  constexpr int kDocs = 50000;
+  PutPlainDocs(src, 0, kDocs);
+  auto rep = root.Database("_replicator");
+  auto tgt = root.Database("t1-tgt");
+  std::mt19937 rng(std::random_device{}());
+  int64_t copied = 0;
+  std::string config = ServeConfig(server);
+  for (int kill = 0; kill < 5; ++kill) {
+    CAPTURE(kill);
+    REQUIRE(server.Request("DELETE", "/_test/requests").status == 200);
+    ServeProcess serve(config);
+    if (kill == 0) {
+      REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
+      REQUIRE(rep.PutDoc("t1", RepDocJson(server.url() + "/t1-src", server.url() + "/t1-tgt", false)).ok());
+    }
+    // Some progress, then a random moment.
+    REQUIRE(WaitUntil([&] { return DocCount(tgt) >= copied + 2000; }, 60s));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000 + rng() % 1500));
+    serve.process().Signal(SIGKILL);
+    REQUIRE(serve.process().Wait(10s).has_value());
+    int64_t now = DocCount(tgt);
+    CHECK(now > copied);
+    copied = now;
+    // The first _changes request of every run after the first resumed from a checkpoint.
+    auto asked = server.Request("GET", "/_test/requests?path=%5E%2Ft1-src%2F_changes&list=true");
+    std::string first = JsonText(asked.body, {"requests", "0", "query"});
+    CAPTURE(first);
+    if (kill > 0) {
+      CHECK(first.find("since=") != std::string::npos);
+      CHECK(first.find("since=0&") == std::string::npos);
+      CHECK(first.find("since=0\"") == std::string::npos);
+    }
+  }
+  CHECK(copied < kDocs);
+  REQUIRE(server.Request("DELETE", "/_test/requests").status == 200);
+  ServeProcess serve(config);
+  int port = StatusPort(serve);
+  REQUIRE(WaitForState(rep, "t1", "completed", 180s));
+  auto asked = server.Request("GET", "/_test/requests?path=%5E%2Ft1-src%2F_changes&list=true");
+  std::string first = JsonText(asked.body, {"requests", "0", "query"});
+  CAPTURE(first);
+  CHECK(first.find("since=") != std::string::npos);
+  CHECK(first.find("since=0&") == std::string::npos);
+  CHECK(DocCount(tgt) == kDocs);
+  CheckSame(src, tgt);
+  CHECK(WaitUntil([&] { return StatusAgainstDocuments(port, rep, "completed").empty(); }, 20s));
+}
 
 TEST_CASE("faults 9: the status API answers /health within 1 s under a flood of idle clients") {
   TestServer server;

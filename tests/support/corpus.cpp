@@ -220,6 +220,50 @@ std::vector<std::string> AllDocIds(CouchClient& db) {
   return ids;
 }
 
+namespace {
+
+// The canonical text of one leaf revision's JSON (with _revisions); "" with
+// `rev` unset when it cannot be read.
+std::string LeafText(const std::string& json, std::string& rev) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element el;
+  if (parser.parse(json).get(el) != simdjson::SUCCESS) return "<bad json>";
+  std::string_view rev_text;
+  if (el["_rev"].get(rev_text) != simdjson::SUCCESS) return "<no _rev>";
+  rev = std::string(rev_text);
+  std::string out = "rev=" + rev;
+  simdjson::dom::element revs;
+  if (el["_revisions"].get(revs) == simdjson::SUCCESS) out += " path=" + CanonicalJson(std::string(simdjson::minify(revs)));
+  simdjson::dom::object atts;
+  if (el["_attachments"].get(atts) == simdjson::SUCCESS) {
+    std::map<std::string, std::string> a;
+    for (auto [name, meta] : atts) {
+      std::string_view s;
+      int64_t n = -1;
+      std::string desc;
+      if (meta["content_type"].get(s) == simdjson::SUCCESS) desc += std::string(s);
+      if (meta["digest"].get(s) == simdjson::SUCCESS) desc += " " + std::string(s);
+      if (meta["length"].get(n) == simdjson::SUCCESS) desc += " " + std::to_string(n);
+      a[std::string(name)] = desc;
+    }
+    out += " atts={";
+    for (auto& [k, v] : a) out += k + ":" + v + ";";
+    out += "}";
+  }
+  std::map<std::string, std::string> body;
+  for (auto [k, v] : simdjson::dom::object(el)) {
+    std::string key(k);
+    if (key == "_rev" || key == "_revisions" || key == "_attachments") continue;
+    body[key] = CanonicalJson(std::string(simdjson::minify(v)));
+  }
+  out += " body={";
+  for (auto& [k, v] : body) out += k + ":" + v + ",";
+  out += "}";
+  return out;
+}
+
+}  // namespace
+
 std::string LeafSummary(CouchClient& db, const std::string& id) {
   OpenRevsOptions o;
   o.attachments = false;
@@ -229,58 +273,79 @@ std::string LeafSummary(CouchClient& db, const std::string& id) {
   std::map<std::string, std::string> leaves;
   for (const auto& d : *r) {
     if (d.missing) continue;
-    simdjson::dom::parser parser;
-    simdjson::dom::element el;
-    if (parser.parse(d.json).get(el) != simdjson::SUCCESS) return "<bad json>";
-    std::string rev(el["_rev"].get_string().value_unsafe());
-    std::string out = "rev=" + rev;
-    simdjson::dom::element revs;
-    if (el["_revisions"].get(revs) == simdjson::SUCCESS) out += " path=" + CanonicalJson(std::string(simdjson::minify(revs)));
-    simdjson::dom::object atts;
-    if (el["_attachments"].get(atts) == simdjson::SUCCESS) {
-      std::map<std::string, std::string> a;
-      for (auto [name, meta] : atts) {
-        std::string_view s;
-        int64_t n = -1;
-        std::string desc;
-        if (meta["content_type"].get(s) == simdjson::SUCCESS) desc += std::string(s);
-        if (meta["digest"].get(s) == simdjson::SUCCESS) desc += " " + std::string(s);
-        if (meta["length"].get(n) == simdjson::SUCCESS) desc += " " + std::to_string(n);
-        a[std::string(name)] = desc;
-      }
-      out += " atts={";
-      for (auto& [k, v] : a) out += k + ":" + v + ";";
-      out += "}";
-    }
-    std::map<std::string, std::string> body;
-    for (auto [k, v] : simdjson::dom::object(el)) {
-      std::string key(k);
-      if (key == "_rev" || key == "_revisions" || key == "_attachments") continue;
-      body[key] = CanonicalJson(std::string(simdjson::minify(v)));
-    }
-    out += " body={";
-    for (auto& [k, v] : body) out += k + ":" + v + ",";
-    out += "}";
-    leaves[rev] = out;
+    std::string rev;
+    std::string text = LeafText(d.json, rev);
+    if (rev.empty()) return text;
+    leaves[rev] = text;
   }
   std::string all;
   for (auto& [rev, text] : leaves) all += text + "\n";
   return all;
 }
 
+namespace {
+
+// Every document's leaf revisions (deleted ones too), from _changes.
+std::map<std::string, std::vector<std::string>> LeafRevs(CouchClient& db) {
+  std::map<std::string, std::vector<std::string>> leaves;
+  ChangesRequest req;
+  auto r = db.Changes(req, [&](ChangeRow&& row) {
+    leaves[row.id] = std::move(row.revs);
+    return true;
+  });
+  if (!r.ok()) throw std::runtime_error("LeafRevs: " + r.error().Message());
+  return leaves;
+}
+
+// LeafSummary of each of `ids`, with one _bulk_get for all of them.
+std::map<std::string, std::string> LeafSummaries(
+    CouchClient& db, const std::vector<std::string>& ids,
+    const std::map<std::string, std::vector<std::string>>& leaves) {
+  std::vector<BulkGetItem> items;
+  for (const auto& id : ids) {
+    auto it = leaves.find(id);
+    if (it == leaves.end()) continue;
+    for (const auto& rev : it->second) items.push_back({id, rev, {}});
+  }
+  std::map<std::string, std::map<std::string, std::string>> by_doc;
+  auto got = db.BulkGet(items, /*attachments=*/false);
+  if (!got.ok()) throw std::runtime_error("LeafSummaries: " + got.error().Message());
+  for (const auto& d : *got) {
+    std::string rev;
+    std::string text = d.ok ? LeafText(d.json, rev) : "<" + d.error + " " + d.rev + ">";
+    by_doc[d.id][rev.empty() ? d.rev : rev] = text;
+  }
+  std::map<std::string, std::string> out;
+  for (auto& [id, revs] : by_doc) {
+    std::string all;
+    for (auto& [rev, text] : revs) all += text + "\n";
+    out[id] = all;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<std::string> CompareDatabases(CouchClient& source, CouchClient& target) {
+  constexpr size_t kBatch = 200;
   std::vector<std::string> diffs;
-  auto src_ids = AllDocIds(source);
-  auto tgt_ids = AllDocIds(target);
-  std::set<std::string> tgt_set(tgt_ids.begin(), tgt_ids.end());
-  for (const auto& id : src_ids) {
-    if (!tgt_set.count(id)) {
+  auto src_leaves = LeafRevs(source);
+  auto tgt_leaves = LeafRevs(target);
+  std::vector<std::string> both;
+  for (const auto& [id, revs] : src_leaves) {
+    if (!tgt_leaves.count(id)) {
       diffs.push_back(id + ": missing on the target");
       continue;
     }
-    std::string a = LeafSummary(source, id);
-    std::string b = LeafSummary(target, id);
-    if (a != b) diffs.push_back(id + ":\n  source " + a + "  target " + b);
+    both.push_back(id);
+  }
+  for (size_t at = 0; at < both.size(); at += kBatch) {
+    std::vector<std::string> ids(both.begin() + at, both.begin() + std::min(both.size(), at + kBatch));
+    auto a = LeafSummaries(source, ids, src_leaves);
+    auto b = LeafSummaries(target, ids, tgt_leaves);
+    for (const auto& id : ids) {
+      if (a[id] != b[id]) diffs.push_back(id + ":\n  source " + a[id] + "  target " + b[id]);
+    }
   }
   return diffs;
 }
