@@ -31,6 +31,7 @@ enum class WakeFeedState {
   kUnknown,  // not answered yet
   kUp,       // following from a point after which no event is missed
   kMissing,  // the server has no _db_updates: continuous jobs keep their own feeds
+  kDown,     // it kept failing past retry.request_budget: the server may be away
 };
 
 // One `_db_updates` answer ({"results":[...],"last_seq":...}): the databases

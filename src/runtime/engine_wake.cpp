@@ -205,6 +205,20 @@ void Engine::Impl::OnWakeFeed(WakeFeedState state, TimePoint now) {
   for (const auto& [id, r] : runners) {
     if (r.waker == Waker::kDbUpdates) ids.push_back(id);
   }
+  if (state == WakeFeedState::kDown) {
+    // No event can come while the server does not answer: every parked job
+    // makes a pass, which tells whether its source is away (the job then
+    // shows crashing with the reason and backs off) or works after all.
+    if (!ids.empty()) {
+      spdlog::warn("_db_updates keeps failing: {} parked continuous jobs check their source",
+                   ids.size());
+    }
+    for (const auto& id : ids) {
+      Runner& r = runners[id];
+      if (!r.queued) QueuePass(r, false);
+    }
+    return;
+  }
   if (state == WakeFeedState::kUp) {
     // Events before this point are unknown: every parked job looks once.
     for (const auto& id : ids) {
@@ -269,12 +283,38 @@ void Engine::Impl::RunWakeFeed() {
   // Where the last answer ended; "now" = start over from the present.
   std::string since = "now";
   bool missing = false;
+  // Failures past the request budget report the feed down (once), and the
+  // next answer reports it up again.
+  Duration budget;
+  {
+    std::lock_guard<std::mutex> lock(events_mu);
+    budget = config.retry.request_budget;
+  }
+  std::optional<TimePoint> failing_since;
+  bool down = false;
+  auto failed = [&] {
+    TimePoint now = clock.Now();
+    if (!failing_since) failing_since = now;
+    if (!down && now - *failing_since >= budget) {
+      down = true;
+      report(WakeFeedState::kDown);
+    }
+  };
+  auto answered = [&] {
+    failing_since.reset();
+    if (down) {
+      down = false;
+      report(WakeFeedState::kUp);
+    }
+  };
   while (!wake_cancel.cancelled()) {
     if (since == "now") {
       auto at = ReadDbUpdates(root, {{"feed", "normal"}, {"since", "now"}});
       if (at.ok()) {
         since = at->last_seq;
         missing = false;
+        failing_since.reset();
+        down = false;
         report(WakeFeedState::kUp);
         KickDiscovery();  // databases may have come and gone meanwhile
         continue;
@@ -287,6 +327,7 @@ void Engine::Impl::RunWakeFeed() {
         KickDiscovery(/*missing=*/true);
       }
       missing = missing || is_missing;
+      if (!is_missing) failed();
       if (!SleepUnlessCancelled(clock, is_missing ? kMissingRetry : kErrorRetry, &wake_cancel)) {
         break;
       }
@@ -296,6 +337,7 @@ void Engine::Impl::RunWakeFeed() {
                                      {"since", since},
                                      {"timeout", std::to_string(timeout.count())}});
     if (next.ok()) {
+      answered();
       since = next->last_seq;
       for (const auto& db : next->created_or_deleted) {
         if (IsReplicatorDbName(db)) {
@@ -319,6 +361,7 @@ void Engine::Impl::RunWakeFeed() {
       continue;
     }
     spdlog::debug("_db_updates: {}", ScrubSecrets(next.error().Message()));
+    failed();
     if (!SleepUnlessCancelled(clock, kErrorRetry, &wake_cancel)) break;
   }
 }

@@ -115,6 +115,10 @@ struct ReplicationJob::Impl {
 
 Status ReplicationJob::Impl::Start() {
   const ReplicationSpec& spec = settings.spec;
+  // The source first, as CouchDB does: a source that cannot be read leaves
+  // no empty target behind.
+  auto src_info = source.GetDbInfo();
+  if (!src_info.ok()) return src_info.error();
   if (spec.create_target) {
     Status created = target.CreateDb(spec.create_target_params);
     if (!created.ok() && created.error().http_status != 412) {
@@ -127,8 +131,6 @@ Status ReplicationJob::Impl::Start() {
       return e;
     }
   }
-  auto src_info = source.GetDbInfo();
-  if (!src_info.ok()) return src_info.error();
   auto tgt_info = target.GetDbInfo();
   if (!tgt_info.ok()) return tgt_info.error();
   source_instance = src_info->instance_start_time;

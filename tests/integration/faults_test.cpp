@@ -16,6 +16,7 @@
 #include "integration/serve_helpers.h"
 #include "support/corpus.h"
 #include "support/fault_proxy.h"
+#include "support/test_pki.h"
 
 using namespace couchrepd;
 using namespace couchrepd::testing;
@@ -158,6 +159,28 @@ void WriteSlowly(CouchClient db, int from, int to, const std::string& prefix,
     while (!db.BulkDocs(docs, true).ok() && !stop) std::this_thread::sleep_for(100ms);
     std::this_thread::sleep_for(pause);
   }
+}
+
+// The query string of the first request the test server logged for paths matching
+// `path_regex` (percent-encoded), or "<none>".
+std::string FirstQuery(TestServer& server, const std::string& path_regex) {
+  auto asked = server.Request("GET", "/_test/requests?list=true&path=" + path_regex);
+  simdjson::dom::parser parser;
+  simdjson::dom::array requests;
+  if (parser.parse(asked.body)["requests"].get(requests) != simdjson::SUCCESS) return "<bad>";
+  for (auto r : requests) {
+    std::string_view q;
+    if (r["query"].get(q) == simdjson::SUCCESS) return std::string(q);
+  }
+  return "<none>";
+}
+
+// The `since` parameter of a query string ("" when there is none).
+std::string SinceOf(const std::string& query) {
+  size_t at = query.find("since=");
+  if (at == std::string::npos || (at > 0 && query[at - 1] != '&' && query[at - 1] != '?')) return "";
+  at += 6;
+  return query.substr(at, query.find('&', at) - at);
 }
 
 // Source and target hold the same documents (every leaf, body, attachment digest).
@@ -387,7 +410,10 @@ TEST_CASE("faults 3: two minutes of black hole; timeouts, crashing with a reason
     REQUIRE(src.CreateDb().ok());
     PutPlainDocs(src, 0, 50);
   }
-  ServeProcess serve(ProxiedServe(server, proxy));
+  // A replication request times out after 5 s (replication.connection_timeout).
+  std::string config = ProxiedServe(server, proxy);
+  config.insert(config.find("replication:\n") + 13, "  connection_timeout: 5s\n");
+  ServeProcess serve(config);
   int port = StatusPort(serve);
   auto rep = root.Database("_replicator");
   REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
@@ -409,8 +435,10 @@ TEST_CASE("faults 3: two minutes of black hole; timeouts, crashing with a reason
     auto src = root.Database("t3-src-" + std::to_string(i));
     PutPlainDocs(src, 50, 80);
   }
-  // request_timeout 5s + request_budget 5s (ServeConfig): every job is crashing, with a
-  // reason, well within 30 s; the replicator feed's silence shows in /health.
+  // Parked jobs hold no request: the _db_updates feed failing past the request budget
+  // (request_timeout 5 s + request_budget 5 s, ServeConfig) makes each check its source,
+  // which fails after connection_timeout (5 s) and the budget. So every job is crashing,
+  // with a reason, within about 30 s; the replicator feed's silence shows in /health.
   bool all_crashing = WaitUntil(
       [&] {
         auto docs = StatusDocs(port);
@@ -418,11 +446,11 @@ TEST_CASE("faults 3: two minutes of black hole; timeouts, crashing with a reason
         for (const auto& [id, state] : docs) n += state == "crashing";
         return n == kJobs;
       },
-      30s);
+      45s);
   int64_t crashing_after = MsSince(hole);
   INFO(serve.Log().substr(serve.Log().size() > 8000 ? serve.Log().size() - 8000 : 0));
   CHECK(all_crashing);
-  CHECK(crashing_after < 30000);
+  CHECK(crashing_after < 45000);
   std::string reason = JobField(port, "t3-0", {"info", "error"});
   CAPTURE(reason);
   CHECK(reason.find("127.0.0.1:" + std::to_string(proxy.port())) != std::string::npos);
@@ -479,13 +507,11 @@ TEST_CASE("faults 1: kill -9 five times during a 50,000-document replication; re
     CHECK(now > copied);
     copied = now;
     // The first _changes request of every run after the first resumed from a checkpoint.
-    auto asked = server.Request("GET", "/_test/requests?path=%5E%2Ft1-src%2F_changes&list=true");
-    std::string first = JsonText(asked.body, {"requests", "0", "query"});
+    std::string first = FirstQuery(server, "%5E%2Ft1-src%2F_changes");
     CAPTURE(first);
     if (kill > 0) {
-      CHECK(first.find("since=") != std::string::npos);
-      CHECK(first.find("since=0&") == std::string::npos);
-      CHECK(first.find("since=0\"") == std::string::npos);
+      CHECK(!SinceOf(first).empty());
+      CHECK(SinceOf(first) != "0");
     }
   }
   CHECK(copied < kDocs);
@@ -493,14 +519,68 @@ TEST_CASE("faults 1: kill -9 five times during a 50,000-document replication; re
   ServeProcess serve(config);
   int port = StatusPort(serve);
   REQUIRE(WaitForState(rep, "t1", "completed", 180s));
-  auto asked = server.Request("GET", "/_test/requests?path=%5E%2Ft1-src%2F_changes&list=true");
-  std::string first = JsonText(asked.body, {"requests", "0", "query"});
+  std::string first = FirstQuery(server, "%5E%2Ft1-src%2F_changes");
   CAPTURE(first);
-  CHECK(first.find("since=") != std::string::npos);
-  CHECK(first.find("since=0&") == std::string::npos);
+  CHECK(!SinceOf(first).empty());
+  CHECK(SinceOf(first) != "0");
   CHECK(DocCount(tgt) == kDocs);
   CheckSame(src, tgt);
   CHECK(WaitUntil([&] { return StatusAgainstDocuments(port, rep, "completed").empty(); }, 20s));
+}
+
+TEST_CASE("faults TLS: an HTTPS source is refused without its CA, also with server.* loosened; "
+          "replication.ca_file lets it replicate") {
+  TestServer server;
+  const auto& pki = TestPki::Get();
+  FaultProxy tls(server.url(), {pki.Path("server.pem"), pki.Path("server.key")});
+  REQUIRE(tls.url().rfind("https://127.0.0.1:", 0) == 0);
+  auto root = ServerClient(server);
+  auto src = root.Database("tls-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 100);
+  auto rep = root.Database("_replicator");
+  const std::string server_loosened =
+      "  tls_verify: false\n  ca_file: " + pki.Path("ca.pem") + "\n";
+  struct Case {
+    const char* id;
+    std::string config;
+    bool trusted;
+  };
+  std::string plain = ServeConfig(server);
+  std::string loosened = plain;
+  loosened.insert(loosened.find("  request_timeout:"), server_loosened);
+  std::string with_ca = plain;
+  with_ca.insert(with_ca.find("replication:\n") + 13, "  ca_file: " + pki.Path("ca.pem") + "\n");
+  for (const Case& c : {Case{"tls-plain", plain, false}, Case{"tls-server-loosened", loosened, false},
+                        Case{"tls-ca-file", with_ca, true}}) {
+    CAPTURE(c.id);
+    ServeProcess serve(c.config);
+    int port = StatusPort(serve);
+    REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
+    std::string tgt_name = std::string(c.id) + "-tgt";
+    REQUIRE(rep.PutDoc(c.id, RepDocJson(tls.url() + "/tls-src", server.url() + "/" + tgt_name, false)).ok());
+    INFO(serve.Log().substr(serve.Log().size() > 4000 ? serve.Log().size() - 4000 : 0));
+    if (c.trusted) {
+      CHECK(WaitForState(rep, c.id, "completed", 60s));
+      auto tgt = root.Database(tgt_name);
+      CheckSame(src, tgt);
+    } else {
+      std::string reason;
+      CHECK(WaitUntil(
+          [&] {
+            reason = JobField(port, c.id, {"info", "error"});
+            return reason.find("certificate is not trusted") != std::string::npos;
+          },
+          30s));
+      CAPTURE(reason);
+      CHECK(reason.find("ca_file") != std::string::npos);
+      CHECK(StateOf(rep, c.id) != "completed");
+      CHECK(root.Database(tgt_name).GetDbInfo().ok() == false);  // nothing was written
+      // Nothing reached the server through the TLS proxy: the handshake failed.
+      for (const auto& e : tls.Log()) CHECK(e.path.find("/tls-src") != 0);
+    }
+    REQUIRE(rep.DeleteDoc(c.id, JsonText(*rep.GetDoc(c.id), {"_rev"})).ok());
+  }
 }
 
 TEST_CASE("faults 9: the status API answers /health within 1 s under a flood of idle clients") {
