@@ -400,6 +400,54 @@ TEST_CASE("faults 6: the replicator feed cut again and again while documents com
   CHECK(MetricSum(port, "couchrepd_replicator_feed_reconnects_total") >= 10);
 }
 
+TEST_CASE("faults 2: the source server restarted mid-replication; crashing, backoff, resumed, completed") {
+  TestServer server;
+  TestServer source({.persistent = true});
+  auto src = ServerClient(source).Database("t2-src");
+  REQUIRE(src.CreateDb().ok());
+  constexpr int kDocs = 20000;
+  PutPlainDocs(src, 0, kDocs);
+  auto root = ServerClient(server);
+  std::string config = ServeConfig(server);
+  config.insert(config.find("replication:\n") + 13, "  connection_timeout: 5s\n");
+  ServeProcess serve(config);
+  int port = StatusPort(serve);
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
+  REQUIRE(rep.PutDoc("t2", RepDocJson(source.url() + "/t2-src", server.url() + "/t2-tgt", false)).ok());
+  auto tgt = root.Database("t2-tgt");
+  REQUIRE(WaitUntil([&] { return DocCount(tgt) >= 3000; }, 60s));
+  std::this_thread::sleep_for(1500ms);  // a checkpoint past 0
+  source.Stop();
+  int64_t copied = DocCount(tgt);
+  INFO(serve.Log().substr(serve.Log().size() > 6000 ? serve.Log().size() - 6000 : 0));
+  REQUIRE(copied < kDocs);
+  std::string reason;
+  CHECK(WaitUntil(
+      [&] {
+        if (StatusDocs(port)["t2"] != "crashing") return false;
+        reason = JobField(port, "t2", {"info", "error"});
+        return true;
+      },
+      30s));
+  CAPTURE(reason);
+  CHECK(reason.find(source.url()) != std::string::npos);
+  std::this_thread::sleep_for(3s);  // backing off while the server is away
+  CHECK(StatusDocs(port)["t2"] == "crashing");
+  source.Start();
+  CHECK(WaitForState(rep, "t2", "completed", 120s));
+  // It resumed from a checkpoint: the restarted source was not read from 0.
+  std::string first = FirstQuery(source, "%5E%2Ft2-src%2F_changes");
+  CAPTURE(first);
+  CHECK(!SinceOf(first).empty());
+  CHECK(SinceOf(first) != "0");
+  CHECK(DocCount(tgt) == kDocs);
+  CheckSame(src, tgt);
+  CHECK(serve.Log().find("[_replicator/t2") != std::string::npos);
+  CHECK(MetricSum(port, "couchrepd_job_crashes_total") >= 1);
+  CHECK(WaitUntil([&] { return StatusAgainstDocuments(port, rep, "completed").empty(); }, 20s));
+}
+
 TEST_CASE("faults 3: two minutes of black hole; timeouts, crashing with a reason, recovery by itself") {
   TestServer server;
   FaultProxy proxy(server.url());
