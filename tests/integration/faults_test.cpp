@@ -631,6 +631,55 @@ TEST_CASE("faults TLS: an HTTPS source is refused without its CA, also with serv
   }
 }
 
+TEST_CASE("faults 8: cookie sessions expiring every 3 s during a replication: re-login, never anonymous") {
+  TestServerOptions options;
+  options.admin = "admin:S3ss10n-pw";
+  options.session_timeout_s = 3;
+  TestServer server(options);
+  FaultProxy proxy(server.url());
+  auto root = ServerClient(server, options.admin);
+  auto src = root.Database("t8-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 100);
+  std::string config = ProxiedServe(server, proxy);
+  config.insert(config.find("  request_timeout:"), "  username: admin\n  auth: cookie\n");
+  ServeProcess serve(config, {"COUCHREPD_SERVER_PASSWORD=S3ss10n-pw"});
+  int port = StatusPort(serve);
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
+  // Local endpoints: couchrepd reaches them with the server's cookie session.
+  REQUIRE(rep.PutDoc("t8", R"({"source":"t8-src","target":"t8-tgt","create_target":true,"continuous":true})").ok());
+  auto tgt = root.Database("t8-tgt");
+  REQUIRE(WaitUntil([&] { return DocCount(tgt) == 100; }, 30s));
+  std::atomic<bool> stop{false};
+  std::thread writer(WriteSlowly, root.Database("t8-src"), 100, 100000, "w", 200ms, std::cref(stop));
+  std::this_thread::sleep_for(15s);  // five session lifetimes
+  stop = true;
+  writer.join();
+  INFO(serve.Log().substr(serve.Log().size() > 6000 ? serve.Log().size() - 6000 : 0));
+  CHECK(WaitUntil([&] { return DocCount(tgt) == DocCount(src); }, 30s));
+  CheckSame(src, tgt);
+  auto log = proxy.Log();
+  int logins = 0;
+  std::vector<std::string> anonymous;
+  for (const auto& e : log) {
+    if (e.path.rfind("/_session", 0) == 0) {
+      logins += e.method == "POST";
+      continue;
+    }
+    if (e.auth != "cookie") anonymous.push_back(e.method + " " + e.path + " (" + e.auth + ")");
+  }
+  INFO((anonymous.empty() ? std::string() : anonymous.front()));
+  CHECK(anonymous.empty());
+  CHECK(logins >= 4);  // the session was renewed as it expired
+  std::string stats = proxy.Stats();
+  MESSAGE("cookie expiry: " << log.size() << " requests, " << logins << " logins, "
+          << JsonInt(stats, {"statuses", "401"}) << " answered 401");
+  CHECK(MetricSum(port, "couchrepd_job_crashes_total") == 0);
+  CHECK(StatusAgainstDocuments(port, rep, "running").empty());
+  CHECK(serve.Log().find("S3ss10n-pw") == std::string::npos);
+}
+
 TEST_CASE("faults 9: the status API answers /health within 1 s under a flood of idle clients") {
   TestServer server;
   ServeProcess serve(ServeConfig(server));

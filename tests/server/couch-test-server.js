@@ -2,13 +2,15 @@
 // couch-test-server: the CouchDB-compatible HTTP server used by couchrepd's integration tests.
 //
 // It runs express-pouchdb 4.2.0 (from pouchdb-server 4.2.0) in 'fullCouchDB' mode on in-memory
-// PouchDB databases, with the built-in replicator switched off, and works around every crash and
-// defect listed in shared/reference/express-pouchdb-test-server-notes.md (sections 2.2 and 2.4).
+// PouchDB databases (on-disk leveldb ones with --data-dir, see "Persistence" below), with the
+// built-in replicator switched off, and works around every crash and defect listed in
+// shared/reference/express-pouchdb-test-server-notes.md (sections 2.2 and 2.4).
 // Each work-around below is marked "FIX:" with the defect it addresses. See README.md beside this
 // file for the flags and the /_test/ control endpoints.
 'use strict';
 
 const crypto = require('crypto');
+const fs = require('fs');
 const path = require('path');
 const querystring = require('querystring');
 const vm = require('vm');
@@ -25,6 +27,8 @@ const USAGE = `usage: node couch-test-server.js [options]
   --uuid HEX             server uuid shown by GET / (default: random 32 hex digits)
   --seq-mode int|opaque  integer sequences (default) or CouchDB-3-like opaque strings
   --session-timeout S    cookie session lifetime in seconds (default 600)
+  --data-dir DIR         keep the databases on disk in DIR (leveldb), so that a restart with the
+                         same DIR finds them again (default: in memory, nothing is written)
   --crash-on-error       do not install the uncaught-exception safety net
   --verbose              log every request to stderr
   --help                 show this text`;
@@ -32,7 +36,7 @@ const USAGE = `usage: node couch-test-server.js [options]
 function parseArgs(argv) {
   const opts = {
     port: 5984, host: '127.0.0.1', admin: null, uuid: null, seqMode: 'int',
-    sessionTimeout: null, crashOnError: false, verbose: false,
+    sessionTimeout: null, crashOnError: false, verbose: false, dataDir: null,
   };
   const needValue = (i) => {
     if (i + 1 >= argv.length) fail(`missing value for ${argv[i]}`);
@@ -47,6 +51,7 @@ function parseArgs(argv) {
       case '--uuid': opts.uuid = needValue(i); i++; break;
       case '--seq-mode': opts.seqMode = needValue(i); i++; break;
       case '--session-timeout': opts.sessionTimeout = Number(needValue(i)); i++; break;
+      case '--data-dir': opts.dataDir = needValue(i); i++; break;
       case '--crash-on-error': opts.crashOnError = true; break;
       case '--verbose': opts.verbose = true; break;
       case '--help': case '-h': process.stdout.write(USAGE + '\n'); process.exit(0); break;
@@ -61,6 +66,10 @@ function parseArgs(argv) {
       opts.sessionTimeout > 0)) {
     fail('--session-timeout must be a positive integer');
   }
+  if (opts.dataDir !== null) {
+    if (opts.dataDir === '') fail('--data-dir must not be empty');
+    opts.dataDir = path.resolve(opts.dataDir);
+  }
   return opts;
 }
 
@@ -70,12 +79,85 @@ function fail(msg) {
 }
 
 const args = parseArgs(process.argv.slice(2));
-const serverUuid = (args.uuid || crypto.randomBytes(16).toString('hex')).toLowerCase();
+
+// ---------------------------------------------------------------------------------------------
+// Persistence (--data-dir DIR)
+// ---------------------------------------------------------------------------------------------
+//
+// Without --data-dir everything lives in memory and nothing is written. With it:
+// - DIR/dbs/<name>: one leveldb database (pouchdb-adapter-leveldb) per PouchDB database, named
+//   by express-pouchdb's sanitize-filename'd db name (no '/'; '$()+-_' are kept), including
+//   `_users` and pouchdb-all-dbs' list `pouch__all_dbs__`. Documents, revision trees,
+//   attachments, `_local` docs (`_security` is `_local/_security`) and the update sequence are
+//   all in there: `_changes?since=N` goes on after a restart in both seq modes.
+// - DIR/couch-test-server.json: what lives outside PouchDB: the names dbs were created with
+//   (`a/_replicator` is stored as `a_replicator`), the uuid (used when --uuid is not given), the
+//   cookie secret and the salted hash of the --admin password (kept while the password stays
+//   the same), so that AuthSession cookies survive a restart, as with CouchDB's ini files.
+// The state file is written synchronously before the answer that changed it goes out, and
+// leveldb writes its log (to the OS, not fsync'ed) before PouchDB answers, so what a client saw
+// acknowledged survives even SIGKILL. At start-up the all-dbs list is checked against the
+// database directories (a SIGKILL may land between a db's creation and its entry in the list).
+// Reset by a restart: the _db_updates log, /_test/ request log, fault rules, counters and the
+// rest of /_config.
+
+const dbDir = args.dataDir ? path.join(args.dataDir, 'dbs') : null;
+const stateFile = args.dataDir ? path.join(args.dataDir, 'couch-test-server.json') : null;
+
+function loadState() {
+  if (!stateFile) return {};
+  try {
+    fs.mkdirSync(dbDir, {recursive: true});
+  } catch (err) {
+    fail(`cannot create --data-dir ${args.dataDir}: ${err.message}`);
+  }
+  let text;
+  try {
+    text = fs.readFileSync(stateFile, 'utf8');
+  } catch (err) {
+    if (err.code === 'ENOENT') return {};
+    fail(`cannot read ${stateFile}: ${err.message}`);
+  }
+  try {
+    const obj = JSON.parse(text);
+    return obj && typeof obj === 'object' ? obj : {};
+  } catch (err) {
+    fail(`${stateFile} is not JSON: ${err.message}`);
+  }
+  return {};
+}
+
+const persisted = loadState();
+
+// Writes `persisted` atomically (temporary file + rename); a no-op without --data-dir.
+function saveState() {
+  if (!stateFile) return;
+  const tmp = `${stateFile}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(persisted, null, 2) + '\n');
+  fs.renameSync(tmp, stateFile);
+}
+
+const serverUuid = (args.uuid || (typeof persisted.uuid === 'string' && persisted.uuid) ||
+  crypto.randomBytes(16).toString('hex')).toLowerCase();
 const adminName = args.admin ? args.admin.slice(0, args.admin.indexOf(':')) : null;
 const adminPassword = args.admin ? args.admin.slice(args.admin.indexOf(':') + 1) : null;
 const opaqueSeqs = args.seqMode === 'opaque';
 
-for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(sig, () => process.exit(0));
+// SIGTERM/SIGINT/SIGHUP: in memory, exit at once. With --data-dir, stop serving, let
+// pending all-dbs bookkeeping finish, close the leveldb databases, then exit (at most ~1.5 s;
+// the data is safe without the close, it only makes the shutdown tidy).
+let shutdownHook = null;
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
+  process.on(sig, () => {
+    if (!shutdownHook) process.exit(0);
+    const hook = shutdownHook;
+    shutdownHook = null;
+    setTimeout(() => process.exit(0), 1500).unref();
+    Promise.resolve().then(hook).catch((err) => {
+      process.stderr.write(`couch-test-server: shutdown: ${err && err.stack || err}\n`);
+    }).then(() => process.exit(0));
+  });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Modules. Everything comes from pouchdb-server's dependency tree (pinned by package-lock.json).
@@ -159,7 +241,14 @@ function notServerAdmin(res) {
 // FIX: express-pouchdb stores a database under sanitize-filename(name), which drops '/', so
 // `PUT /team%2F_replicator` is listed by `_all_dbs` as "team_replicator". Remember the names
 // databases were created with and list those (CouchDB keeps names with '/' as they are).
-const originalDbNames = new Map();  // cleaned name -> name as created
+// With --data-dir the map is kept in the state file, so it survives restarts.
+const originalDbNames = new Map(  // cleaned name -> name as created
+  Object.entries(persisted.db_names && typeof persisted.db_names === 'object' ? persisted.db_names : {}));
+function saveDbNames() {
+  if (!stateFile) return;
+  persisted.db_names = Object.fromEntries(originalDbNames);
+  saveState();
+}
 function cleanDbName(name) { return require(epFile('clean-filename.js'))(name); }
 overrideModule('routes/all-dbs.js', () => function (app) {
   app.get('/_all_dbs', (req, res) => {
@@ -188,7 +277,10 @@ overrideModule('routes/db.js', (original) => function (app) {
     const name = req.params.db;
     beforeResponseEnd(res, () => {
       if (res.statusCode !== 201) return;
-      if (name.indexOf('/') !== -1) originalDbNames.set(cleanDbName(name), name);
+      if (name.indexOf('/') !== -1) {
+        originalDbNames.set(cleanDbName(name), name);
+        saveDbNames();
+      }
       knownUpdateSeqs.set(cleanDbName(name), 0);
       recordDbEvent(name, 'created');
     });
@@ -198,7 +290,7 @@ overrideModule('routes/db.js', (original) => function (app) {
     const name = req.params.db;
     beforeResponseEnd(res, () => {
       if (res.statusCode !== 200) return;
-      originalDbNames.delete(cleanDbName(name));
+      if (originalDbNames.delete(cleanDbName(name))) saveDbNames();
       knownUpdateSeqs.delete(cleanDbName(name));
       recordDbEvent(name, 'deleted');
     });
@@ -280,7 +372,15 @@ const PouchDB = dep('pouchdb-core')
   .plugin(dep('pouchdb-replication'))
   .plugin(dep('pouchdb-mapreduce'))
   .plugin(require(require.resolve('pouchdb-adapter-memory', {paths: [__dirname, serverDir]})));
-const MemPouchDB = PouchDB.defaults({adapter: 'memory'});
+// The PouchDB constructor express-pouchdb serves: in-memory, or leveldb under DIR/dbs/ with
+// --data-dir (the db name is appended to the prefix, so every db is one directory there).
+const adapterName = args.dataDir ? 'leveldb' : 'memory';
+if (args.dataDir) {
+  PouchDB.plugin(require(require.resolve('pouchdb-adapter-leveldb', {paths: [__dirname, serverDir]})));
+}
+const StorePouchDB = args.dataDir ?
+  PouchDB.defaults({adapter: 'leveldb', prefix: dbDir + path.sep}) :
+  PouchDB.defaults({adapter: 'memory'});
 
 const pouchApp = expressPouchDB({
   mode: 'fullCouchDB',
@@ -1092,7 +1192,7 @@ app.get('/', (req, res) => {
     'couchdb': 'Welcome',
     'version': '4.2.0',
     'express-pouchdb': 'Welcome!',
-    'pouchdb-adapters': ['memory'],
+    'pouchdb-adapters': [adapterName],
     'uuid': serverUuid,
     'vendor': {name: 'PouchDB authors', version: '4.2.0'},
     'features': [],
@@ -1218,6 +1318,71 @@ function configSet(section, key, value) {
   });
 }
 
+// --data-dir: the uuid, the cookie secret and the admin's salted hash come from the state file
+// (see "Persistence" above). The admin is still the one of --admin: a stored hash is reused only
+// while it matches that password, and no --admin means admin party, as without --data-dir.
+async function restoreAuthConfig() {
+  const authDir = path.dirname(require.resolve('pouchdb-auth/package.json', {paths: [serverDir, epDir, __dirname]}));
+  const authUtils = require(path.join(authDir, 'lib', 'utils.js'));
+  if (typeof persisted.secret !== 'string' || !persisted.secret) {
+    persisted.secret = crypto.randomBytes(16).toString('hex');
+  }
+  await configSet('couch_httpd_auth', 'secret', persisted.secret);
+  const stored = persisted.admins && typeof persisted.admins === 'object' ? persisted.admins : {};
+  let hash = null;
+  if (adminName) {
+    const m = /^-pbkdf2-([\da-f]+),([\da-f]+),([0-9]+)$/.exec(stored[adminName] || '');
+    if (m && await authUtils.hashPassword(adminPassword, m[2], Number(m[3])) === m[1]) {
+      hash = stored[adminName];
+    }
+    await configSet('admins', adminName, hash || adminPassword);  // a password is hashed here
+    hash = pouchApp.couchConfig.get('admins', adminName);
+  }
+  persisted.uuid = serverUuid;
+  persisted.admins = adminName ? {[adminName]: hash} : {};
+  saveState();
+}
+
+// --data-dir: pouchdb-all-dbs writes a new db into its list (the db `pouch__all_dbs__`, one doc
+// "db_<name>" per db) after the db exists, and removes a deleted one after its directory is
+// gone; a SIGKILL in between must not lose (or resurrect) a database. Before anything else opens
+// a database, make the list match the database directories under DIR/dbs/.
+async function reconcileAllDbs(P) {
+  const LIST = 'pouch__all_dbs__';
+  const PREFIX = 'db_';
+  const onDisk = fs.readdirSync(dbDir, {withFileTypes: true})
+    .filter((e) => e.isDirectory() && fs.existsSync(path.join(dbDir, e.name, 'CURRENT')))
+    .map((e) => e.name)
+    .filter((n) => n !== LIST && n.indexOf('-mrview-') === -1);
+  if (onDisk.length === 0 && !fs.existsSync(path.join(dbDir, LIST))) return;  // a new DIR
+  const list = new P(LIST);
+  try {
+    const rows = (await list.allDocs({startkey: PREFIX, endkey: `${PREFIX}\uffff`})).rows;
+    const listed = new Map(rows.map((r) => [r.id.slice(PREFIX.length), r]));
+    for (const n of onDisk) {
+      if (listed.has(n)) continue;
+      process.stderr.write(`couch-test-server: database ${n} was missing from the all-dbs list; added\n`);
+      await list.put({_id: PREFIX + n});
+    }
+    for (const [n, r] of listed) {
+      if (onDisk.indexOf(n) !== -1) continue;
+      process.stderr.write(`couch-test-server: database ${n} has no data directory; removed from the list\n`);
+      await list.remove(r.id, r.value.rev);
+    }
+  } finally {
+    await list.close();
+  }
+}
+
+// --data-dir, on SIGTERM: no new requests, finish the all-dbs bookkeeping, close every db.
+async function closeStore(server, P) {
+  server.close();
+  if (typeof server.closeAllConnections === 'function') server.closeAllConnections();
+  await P.allDbs();
+  const cache = P.__dbCacheMap || new Map();
+  await Promise.all([...cache.values()].map((db) => Promise.resolve(db.close()).catch(() => {})));
+}
+
 async function main() {
   // FIX (safety net, notes §2.2 item 8): an unknown crash path must not kill the whole test
   // server. Log it to stderr and keep serving. --crash-on-error turns this off. (Installed here,
@@ -1232,9 +1397,15 @@ async function main() {
   }
   await configSet('couchdb', 'uuid', serverUuid);
   if (args.sessionTimeout) await configSet('couch_httpd_auth', 'timeout', args.sessionTimeout);
-  if (adminName) await configSet('admins', adminName, adminPassword);  // hashed by pouchdb-auth
-  await pouchApp.setPouchDB(MemPouchDB);
+  if (args.dataDir) {
+    await restoreAuthConfig();
+  } else if (adminName) {
+    await configSet('admins', adminName, adminPassword);  // hashed by pouchdb-auth
+  }
+  if (args.dataDir) await reconcileAllDbs(StorePouchDB);
+  await pouchApp.setPouchDB(StorePouchDB);
   const server = app.listen(args.port, args.host);
+  if (args.dataDir) shutdownHook = () => closeStore(server, StorePouchDB);
   server.on('connection', (socket) => {
     connections.accepted++;
     connections.open++;

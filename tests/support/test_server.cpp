@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -133,22 +134,45 @@ TestServer::TestServer(TestServerOptions options) : options_(std::move(options))
   close(fd);
   log_path_ = buf.data();
 
+  if (options_.persistent) {
+    std::string data_tmpl = dir + "/couch-test-server-data-XXXXXX";
+    std::vector<char> data_buf(data_tmpl.begin(), data_tmpl.end());
+    data_buf.push_back('\0');
+    if (mkdtemp(data_buf.data()) == nullptr) {
+      int err = errno;
+      unlink(log_path_.c_str());
+      throw std::runtime_error("TestServer: cannot create a data directory in " + dir + ": " +
+                               std::strerror(err));
+    }
+    data_dir_ = data_buf.data();
+  }
+
   try {
     Launch(0);
   } catch (...) {
     unlink(log_path_.c_str());
+    if (!data_dir_.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(data_dir_, ignored);
+    }
     throw;
   }
 }
 
 TestServer::~TestServer() {
-  Kill();
-  if (!log_path_.empty() && std::getenv("COUCHREPD_TEST_KEEP_LOGS") == nullptr) {
-    unlink(log_path_.c_str());
+  Kill(SIGTERM);
+  if (std::getenv("COUCHREPD_TEST_KEEP_LOGS") == nullptr) {
+    if (!log_path_.empty()) unlink(log_path_.c_str());
+    if (!data_dir_.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(data_dir_, ignored);
+    }
   }
 }
 
-void TestServer::Stop() { Kill(); }
+void TestServer::Stop() { Kill(SIGTERM); }
+
+void TestServer::Kill9() { Kill(SIGKILL); }
 
 void TestServer::Start() {
   if (pid_ > 0) return;
@@ -182,6 +206,14 @@ void TestServer::Launch(int port) {
   if (!options_.admin.empty()) {
     args.push_back("--admin");
     args.push_back(options_.admin);
+  }
+  if (options_.session_timeout_s > 0) {
+    args.push_back("--session-timeout");
+    args.push_back(std::to_string(options_.session_timeout_s));
+  }
+  if (!data_dir_.empty()) {
+    args.push_back("--data-dir");
+    args.push_back(data_dir_);
   }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -220,7 +252,7 @@ void TestServer::Launch(int port) {
   pid_ = pid;
 
   auto fail = [&](const std::string& why) {
-    Kill();
+    Kill(SIGTERM);
     std::string output = ReadFileFrom(log_path_, log_offset);
     if (output.size() > 4000) output = output.substr(output.size() - 4000);
     std::string hint;
@@ -267,11 +299,11 @@ void TestServer::Launch(int port) {
   }
 }
 
-void TestServer::Kill() {
+void TestServer::Kill(int first_signal) {
   if (pid_ <= 0) return;
   const pid_t pid = pid_;
   pid_ = -1;
-  kill(pid, SIGTERM);
+  kill(pid, first_signal);
   const auto deadline = Clock::now() + kTermGrace;
   for (;;) {
     int status = 0;
