@@ -264,8 +264,9 @@ TEST_CASE("faults 4: 30 % of requests answered 500/503 for a while; the replicat
   std::this_thread::sleep_for(15s);
   std::string stats = proxy.Stats();
   INFO(stats);
-  CHECK(JsonInt(stats, {"statuses", "500"}) > 10);
-  CHECK(JsonInt(stats, {"statuses", "503"}) > 10);
+  CHECK(JsonInt(stats, {"faults", "status"}) >= 10);  // the job backs off between attempts
+  CHECK(JsonInt(stats, {"statuses", "500"}) > 0);
+  CHECK(JsonInt(stats, {"statuses", "503"}) > 0);
   proxy.Clear();
   INFO(serve.Log().substr(serve.Log().size() > 6000 ? serve.Log().size() - 6000 : 0));
   REQUIRE(WaitForState(rep, "t4", "completed", 120s));
