@@ -3,20 +3,14 @@
 
 #include <httplib.h>
 #include <simdjson.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
-#include <sstream>
 #include <stdexcept>
-#include <sys/stat.h>
 #include <thread>
 
+#include "support/node_scripts.h"
 #include "support/process.h"
-
-#ifndef COUCHREPD_SOURCE_DIR
-#define COUCHREPD_SOURCE_DIR ""
-#endif
 
 namespace couchrepd::testing {
 namespace {
@@ -24,36 +18,13 @@ namespace {
 constexpr char kStartLine[] = "fault-proxy listening on ";
 constexpr char kControlMark[] = " control http://127.0.0.1:";
 
-std::string ScriptPath() {
-  const char* env = std::getenv("COUCHREPD_FAULT_PROXY_JS");
-  std::string path = (env != nullptr && *env != '\0')
-                         ? std::string(env)
-                         : std::string(COUCHREPD_SOURCE_DIR) + "/tests/server/fault-proxy.js";
-  if (access(path.c_str(), R_OK) != 0) {
-    throw std::runtime_error("FaultProxy: cannot read the script " + path);
-  }
-  return path;
-}
 
-std::string FindNode() {
-  const char* env = std::getenv("PATH");
-  std::stringstream dirs(env != nullptr ? env : "/usr/local/bin:/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    std::string candidate = (dir.empty() ? "." : dir) + "/node";
-    struct stat st;
-    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-        access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-  }
-  throw std::runtime_error("FaultProxy: `node` was not found in PATH");
-}
 
 }  // namespace
 
 FaultProxy::FaultProxy(const std::string& upstream, Options options) {
-  std::vector<std::string> argv = {FindNode(), ScriptPath(), "--upstream", upstream,
+  std::vector<std::string> argv = {FindNode("FaultProxy"),
+                                   NodeScript("FaultProxy", "COUCHREPD_FAULT_PROXY_JS", "fault-proxy.js"), "--upstream", upstream,
                                    "--port",   "0",          "--control-port", "0"};
   if (!options.tls_cert.empty()) {
     argv.insert(argv.end(), {"--tls-cert", options.tls_cert, "--tls-key", options.tls_key});

@@ -1,12 +1,13 @@
 // Starts and stops tests/server/hostile-peer.js for the hostile-input integration tests.
 #include "support/hostile_peer.h"
 
+#include "support/node_scripts.h"
+
 #include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
 #include <simdjson.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,9 +21,6 @@
 #include <stdexcept>
 #include <thread>
 
-#ifndef COUCHREPD_SOURCE_DIR
-#define COUCHREPD_SOURCE_DIR ""
-#endif
 
 namespace couchrepd::testing {
 namespace {
@@ -34,31 +32,7 @@ constexpr char kListeningPrefix[] = "hostile-peer listening on http://127.0.0.1:
 constexpr auto kStartTimeout = std::chrono::seconds(20);
 constexpr auto kTermGrace = std::chrono::seconds(2);
 
-std::string ScriptPath() {
-  const char* env = std::getenv("COUCHREPD_HOSTILE_PEER_JS");
-  std::string path = (env != nullptr && *env != '\0')
-                         ? std::string(env)
-                         : std::string(COUCHREPD_SOURCE_DIR) + "/tests/server/hostile-peer.js";
-  if (access(path.c_str(), R_OK) != 0) {
-    throw std::runtime_error("HostilePeer: cannot read the script " + path);
-  }
-  return path;
-}
 
-std::string FindNode() {
-  const char* env = std::getenv("PATH");
-  std::stringstream dirs(env != nullptr ? env : "/usr/local/bin:/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    std::string candidate = (dir.empty() ? "." : dir) + "/node";
-    struct stat st;
-    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-        access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-  }
-  throw std::runtime_error("HostilePeer: `node` was not found in PATH");
-}
 
 std::string RandomHex32() {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -80,8 +54,8 @@ std::string ReadAll(const std::string& path) {
 }  // namespace
 
 HostilePeer::HostilePeer() : uuid_(RandomHex32()) {
-  const std::string script = ScriptPath();
-  const std::string node = FindNode();
+  const std::string script = NodeScript("HostilePeer", "COUCHREPD_HOSTILE_PEER_JS", "hostile-peer.js");
+  const std::string node = FindNode("HostilePeer");
   char tmpl[] = "/tmp/hostile-peer-XXXXXX.log";
   int fd = mkstemps(tmpl, 4);
   if (fd < 0)

@@ -1,5 +1,7 @@
 #include "support/test_server.h"
 
+#include "support/node_scripts.h"
+
 #include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
@@ -56,21 +58,6 @@ std::string ScriptPath() {
 }
 
 // Resolves `node` from PATH in the parent, so that the child only has to call execv().
-std::string FindNode() {
-  std::string path_env = EnvOr("PATH", "/usr/local/bin:/usr/bin:/bin");
-  std::stringstream dirs(path_env);
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    if (dir.empty()) dir = ".";
-    std::string candidate = dir + "/node";
-    struct stat st;
-    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-        access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-  }
-  throw std::runtime_error("TestServer: `node` was not found in PATH (" + path_env + ")");
-}
 
 std::string RandomHex(std::size_t digits) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -199,7 +186,7 @@ std::string TestServer::LogTail(std::size_t max_bytes) const {
 
 void TestServer::Launch(int port) {
   const std::string script = ScriptPath();
-  const std::string node = FindNode();
+  const std::string node = FindNode("TestServer");
   std::vector<std::string> args = {node,     script,   "--port",     std::to_string(port),
                                     "--host",  kHost,    "--uuid",     uuid_,
                                     "--seq-mode", opaque_seqs_ ? "opaque" : "int"};
