@@ -336,6 +336,15 @@ void Engine::Impl::RunWakeFeed() {
     auto next = ReadDbUpdates(root, {{"feed", "longpoll"},
                                      {"since", since},
                                      {"timeout", std::to_string(timeout.count())}});
+    if (next.ok() && failing_since) {
+      // Answered again after failing: the server may have restarted, and
+      // its _db_updates sequence with it (an old `since` would then hide
+      // every event until the new sequence passes it). Start over from the
+      // present: every parked job looks once.
+      answered();
+      since = "now";
+      continue;
+    }
     if (next.ok()) {
       answered();
       since = next->last_seq;

@@ -449,6 +449,33 @@ TEST_CASE("faults 2: the source server restarted mid-replication; crashing, back
   CHECK(WaitUntil([&] { return StatusAgainstDocuments(port, rep, "completed").empty(); }, 20s));
 }
 
+TEST_CASE("faults 2b: after the watched server restarts, parked jobs still see new writes") {
+  // The restarted server's _db_updates sequence starts over; an old `since` hid every event.
+  TestServer server({.persistent = true});
+  auto root = ServerClient(server);
+  auto src = root.Database("t2b-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 30);
+  ServeProcess serve(ServeConfig(server));
+  int port = StatusPort(serve);
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
+  REQUIRE(rep.PutDoc("t2b", RepDocJson(server.url() + "/t2b-src", server.url() + "/t2b-tgt", true)).ok());
+  auto tgt = root.Database("t2b-tgt");
+  REQUIRE(WaitUntil([&] { return DocCount(tgt) == 30; }, 30s));
+  PutPlainDocs(src, 30, 60);  // the _db_updates sequence moves on
+  REQUIRE(WaitUntil([&] { return DocCount(tgt) == 60; }, 30s));
+  std::this_thread::sleep_for(3s);  // parked, checkpointed
+  server.Stop();
+  std::this_thread::sleep_for(1s);
+  server.Start();
+  PutPlainDocs(src, 60, 63);
+  INFO(serve.Log().substr(serve.Log().size() > 6000 ? serve.Log().size() - 6000 : 0));
+  CHECK(WaitUntil([&] { return DocCount(tgt) == 63; }, 30s));
+  CheckSame(src, tgt);
+  CHECK(WaitUntil([&] { return StatusAgainstDocuments(port, rep, "running").empty(); }, 30s));
+}
+
 TEST_CASE("faults 3: two minutes of black hole; timeouts, crashing with a reason, recovery by itself") {
   TestServer server;
   FaultProxy proxy(server.url());
