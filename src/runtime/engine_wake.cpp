@@ -283,8 +283,8 @@ void Engine::Impl::RunWakeFeed() {
   // Where the last answer ended; "now" = start over from the present.
   std::string since = "now";
   bool missing = false;
-  // Failures past the request budget report the feed down (once), and the
-  // next answer reports it up again.
+  // Failures past the request budget report the feed down (once); the next
+  // answer starts over from the present, which reports it up again.
   Duration budget;
   {
     std::lock_guard<std::mutex> lock(events_mu);
@@ -298,13 +298,6 @@ void Engine::Impl::RunWakeFeed() {
     if (!down && now - *failing_since >= budget) {
       down = true;
       report(WakeFeedState::kDown);
-    }
-  };
-  auto answered = [&] {
-    failing_since.reset();
-    if (down) {
-      down = false;
-      report(WakeFeedState::kUp);
     }
   };
   while (!wake_cancel.cancelled()) {
@@ -341,12 +334,10 @@ void Engine::Impl::RunWakeFeed() {
       // its _db_updates sequence with it (an old `since` would then hide
       // every event until the new sequence passes it). Start over from the
       // present: every parked job looks once.
-      answered();
       since = "now";
       continue;
     }
     if (next.ok()) {
-      answered();
       since = next->last_seq;
       for (const auto& db : next->created_or_deleted) {
         if (IsReplicatorDbName(db)) {
