@@ -123,16 +123,18 @@ run_fuzz_targets() {
   [ "$failed" -eq 0 ]
 }
 
-# build_sanitized DIR SANITIZERS: a gcc build of couchrepd and the two test
-# binaries with -Db_sanitize=SANITIZERS (address,undefined or thread) at -O1.
+# build_sanitized DIR SANITIZERS [TEST...]: a gcc build of couchrepd and the
+# test binaries (default: tests/unit_tests tests/integration_tests) with
+# -Db_sanitize=SANITIZERS (address,undefined or thread) at -O1.
 build_sanitized() {
-  local dir="$1" sanitizers="$2"
+  local dir="$1" sanitizers="$2"; shift 2
+  [ "$#" -gt 0 ] || set -- tests/unit_tests tests/integration_tests
+  local targets=(couchrepd "$@")
   if [ ! -f "$dir/build.ninja" ]; then
     log "configuring $dir (-Db_sanitize=$sanitizers)"
     meson setup "$dir" "$REPO_ROOT" --wrap-mode=nodownload --buildtype=debugoptimized \
       -Doptimization=1 -Db_sanitize="$sanitizers" >/dev/null
   fi
   log "building $dir"
-  ninja -C "$dir" couchrepd tests/unit_tests tests/integration_tests >/dev/null ||
-    ninja -C "$dir" couchrepd tests/unit_tests tests/integration_tests
+  ninja -C "$dir" "${targets[@]}" >/dev/null || ninja -C "$dir" "${targets[@]}"
 }
