@@ -57,24 +57,37 @@ struct PacingSettings {
   Duration initial = 20ms;   // first pause after a 429
   double factor = 1.2;       // multiplicative growth per 429
   Duration max = 25s;        // the pause never exceeds this
-  Duration decrease = 20ms;  // additive shrink per success
+  Duration decrease = 20ms;  // additive shrink per success (the step below 100 ms)
 };
 
 // Additive-decrease / multiplicative-increase of the pause before each request
-// to one endpoint and method. Not thread-safe: the owner locks.
+// to one endpoint and method, as CouchDB's replicator rate limiter does:
+// - a 429 multiplies the pause by `factor` (at least `initial`, at most `max`);
+// - a success takes `decrease` off, ×2 above 100 ms, ×5 above 1 s and ×50
+//   above 10 s (20/40/100/1000 ms by default);
+// - quiet time decays it: a success more than 1 s after the last update first
+//   takes 2 ms off per ms beyond that second, so the pause of a long storm is
+//   gone a request or two after the storm ends instead of hundreds;
+// - updates less than 80 ms after the last are ignored (concurrent workers
+//   hitting the same 429 or success count once).
+// Not thread-safe: the owner locks.
 class Pacer {
  public:
   explicit Pacer(PacingSettings settings = {}) : settings_(settings) {}
   Duration Pause() const { return pause_; }
-  void OnRateLimited();
-  void OnSuccess();
+  void OnRateLimited(TimePoint now);
+  void OnSuccess(TimePoint now);
   // True once the pause has reached its maximum: a job that keeps hitting it
   // fails with `max_backoff` (SPEC §2.5).
   bool AtMax() const { return pause_ >= settings_.max; }
 
  private:
+  // False (and nothing changes) within 80 ms of the last update.
+  bool UpdateAllowed(TimePoint now);
+
   PacingSettings settings_;
   Duration pause_{0};
+  std::optional<TimePoint> last_update_;
 };
 
 }  // namespace couchrepd

@@ -22,7 +22,20 @@ std::optional<Duration> RetryPlan::NextWait(const Error& e, TimePoint now) {
   return wait;
 }
 
-void Pacer::OnRateLimited() {
+namespace {
+constexpr Duration kMinUpdateGap = std::chrono::milliseconds(80);
+constexpr Duration kQuietThreshold = std::chrono::seconds(1);
+constexpr int kQuietDecayFactor = 2;
+}  // namespace
+
+bool Pacer::UpdateAllowed(TimePoint now) {
+  if (last_update_ && now - *last_update_ < kMinUpdateGap) return false;
+  return true;
+}
+
+void Pacer::OnRateLimited(TimePoint now) {
+  if (!UpdateAllowed(now)) return;
+  last_update_ = now;
   if (pause_ < settings_.initial) {
     pause_ = settings_.initial;
   } else {
@@ -31,8 +44,21 @@ void Pacer::OnRateLimited() {
   }
 }
 
-void Pacer::OnSuccess() {
-  pause_ = pause_ > settings_.decrease ? pause_ - settings_.decrease : Duration(0);
+void Pacer::OnSuccess(TimePoint now) {
+  if (pause_ == Duration(0)) return;
+  if (!UpdateAllowed(now)) return;
+  Duration quiet = last_update_ ? std::chrono::duration_cast<Duration>(now - *last_update_) : Duration(0);
+  last_update_ = now;
+  if (quiet > kQuietThreshold) {
+    Duration decay = (quiet - kQuietThreshold) * kQuietDecayFactor;
+    pause_ = pause_ > decay ? pause_ - decay : Duration(0);
+  }
+  int steps = pause_ > std::chrono::seconds(10)        ? 50
+              : pause_ > std::chrono::seconds(1)       ? 5
+              : pause_ > std::chrono::milliseconds(100) ? 2
+                                                        : 1;
+  Duration step = settings_.decrease * steps;
+  pause_ = pause_ > step ? pause_ - step : Duration(0);
 }
 
 }  // namespace couchrepd

@@ -511,7 +511,7 @@ Result<HttpResponse> HttpSession::Execute(HttpCall& call) {
         {
           std::lock_guard<std::mutex> lock(pacing_mu_);
           Pacer& pacer = PacerFor(call.method);
-          pacer.OnRateLimited();
+          pacer.OnRateLimited(clock_.Now());
           at_max = pacer.AtMax();
         }
         if (at_max) {
@@ -522,7 +522,7 @@ Result<HttpResponse> HttpSession::Execute(HttpCall& call) {
       }
       {
         std::lock_guard<std::mutex> lock(pacing_mu_);
-        PacerFor(call.method).OnSuccess();
+        PacerFor(call.method).OnSuccess(clock_.Now());
       }
       if (IsRedirect(response.status) && redirects < options_.max_redirects) {
         auto location = response.Header("location");

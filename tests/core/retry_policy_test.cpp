@@ -74,27 +74,71 @@ TEST_CASE("only connection errors, 408 and 5xx are retried") {
 
 TEST_CASE("the 429 pacer grows by 1.2 from 20 ms to 25 s and shrinks on success") {
   Pacer p;
+  TimePoint t{};
   CHECK(p.Pause() == 0ms);
-  p.OnRateLimited();
+  p.OnRateLimited(t);
   CHECK(p.Pause() == 20ms);
-  p.OnRateLimited();
+  p.OnRateLimited(t += 100ms);
   CHECK(p.Pause() == 24ms);
-  p.OnRateLimited();
+  p.OnRateLimited(t += 100ms);
   CHECK(p.Pause() == 28ms);
   int steps = 3;
   while (!p.AtMax()) {
-    p.OnRateLimited();
+    p.OnRateLimited(t += 100ms);
     ++steps;
     REQUIRE(steps < 200);
   }
   CHECK(p.Pause() == 25s);
-  p.OnRateLimited();
+  p.OnRateLimited(t += 100ms);
   CHECK(p.Pause() == 25s);
-  p.OnSuccess();
-  CHECK(p.Pause() == 25s - 20ms);
+  // Above 10 s a success takes 50 steps of `decrease` off (1 s), above 1 s
+  // 5 (100 ms), above 100 ms 2 (40 ms), below that one (20 ms).
+  p.OnSuccess(t += 100ms);
+  CHECK(p.Pause() == 24s);
   CHECK_FALSE(p.AtMax());
   Pacer q;
-  q.OnRateLimited();
-  q.OnSuccess();
+  q.OnRateLimited(t);
+  q.OnSuccess(t += 100ms);
   CHECK(q.Pause() == 0ms);
+}
+
+TEST_CASE("the 429 pacer: the success step depends on the pause; updates 80 ms apart count") {
+  Pacer p;
+  TimePoint t{};
+  auto raise_to = [&](Duration at_least) {
+    while (p.Pause() < at_least) p.OnRateLimited(t += 100ms);
+  };
+  raise_to(1500ms);
+  Duration before = p.Pause();
+  p.OnSuccess(t += 100ms);
+  CHECK(p.Pause() == before - 100ms);
+  before = p.Pause();
+  p.OnSuccess(t += 50ms);  // less than 80 ms after the last update: ignored
+  CHECK(p.Pause() == before);
+  p.OnRateLimited(t += 10ms);
+  CHECK(p.Pause() == before);
+  Pacer small;
+  while (small.Pause() < 150ms) small.OnRateLimited(t += 100ms);
+  before = small.Pause();
+  small.OnSuccess(t += 100ms);
+  CHECK(small.Pause() == before - 40ms);
+}
+
+TEST_CASE("the 429 pacer decays by 2 ms per ms of quiet beyond 1 s, so a storm's end is quick") {
+  // After a long storm the pause is seconds long; a request succeeding a
+  // whole pause later takes twice the quiet time beyond 1 s off at once.
+  Pacer p;
+  TimePoint t{};
+  while (p.Pause() < 3s) p.OnRateLimited(t += 100ms);
+  Duration before = p.Pause();
+  p.OnSuccess(t += 1500ms);  // 500 ms beyond the threshold: 1 s off, then the 100 ms step
+  CHECK(p.Pause() == before - 1s - 100ms);
+  p.OnSuccess(t += p.Pause() + 1s);  // quiet longer than half the pause beyond 1 s: gone
+  CHECK(p.Pause() == 0ms);
+  // Quiet time alone does not cut a pause that 429s keep raising.
+  Pacer q;
+  while (q.Pause() < 3s) q.OnRateLimited(t += 100ms);
+  before = q.Pause();
+  q.OnRateLimited(t += 5s);
+  CHECK(q.Pause() > before);
 }
