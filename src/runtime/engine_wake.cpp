@@ -264,7 +264,12 @@ void Engine::Impl::RunTimedPasses(TimePoint now) {
 }
 
 void Engine::Impl::RunWakeFeed() {
-  CouchClient root = ServerClient();
+  // No retries inside a request: this loop retries, and must see every
+  // failure. A request retried across a quick server restart would just
+  // answer, from a server whose _db_updates sequence may have started over.
+  HttpOptions options = http;
+  options.retry.retries = 0;
+  CouchClient root(server_endpoint, options);
   root.SetCancel(&wake_cancel);
   // A longpoll answers at once when a database changed; its timeout only
   // bounds how long a dead connection goes unnoticed, inside request_timeout.
@@ -330,10 +335,10 @@ void Engine::Impl::RunWakeFeed() {
                                      {"since", since},
                                      {"timeout", std::to_string(timeout.count())}});
     if (next.ok() && failing_since) {
-      // Answered again after failing: the server may have restarted, and
-      // its _db_updates sequence with it (an old `since` would then hide
-      // every event until the new sequence passes it). Start over from the
-      // present: every parked job looks once.
+      // Answered again after any failure: the server may have restarted,
+      // and its _db_updates sequence with it (an old `since` would then
+      // hide every event until the new sequence passes it). Start over from
+      // the present: every parked job looks once.
       since = "now";
       continue;
     }

@@ -332,7 +332,7 @@ TEST_CASE("faults 5: a 429 storm slows the requests down, fails no job, and the 
   CHECK(never_failed);              // no job failed (or crashed) before max_backoff
   CHECK(MetricSum(port, "couchrepd_job_crashes_total") == crashes_before);
   CHECK(MetricSum(port, "couchrepd_http_rate_limited_total") > 5);
-  CHECK(after > late * 3);          // and it recovered
+  CHECK(after > before / 2);        // and it recovered (not just a little: the pause decays)
   CHECK(WaitUntil([&] { return DocCount(tgt) == DocCount(src); }, 60s));
   CheckSame(src, tgt);
   CHECK(StatusAgainstDocuments(port, rep, "running").empty());
@@ -451,12 +451,23 @@ TEST_CASE("faults 2: the source server restarted mid-replication; crashing, back
 
 TEST_CASE("faults 2b: after the watched server restarts, parked jobs still see new writes") {
   // The restarted server's _db_updates sequence starts over; an old `since` hid every event.
+  // Twice: a restart that outlasts a request's retries (the wake feed sees it fail), and one
+  // within them (a request retried across it just answers; found by the soak).
+  bool long_retries = false;
+  SUBCASE("the restart outlasts a request's retries") {}
+  SUBCASE("the restart ends within a request's retries") { long_retries = true; }
   TestServer server({.persistent = true});
   auto root = ServerClient(server);
   auto src = root.Database("t2b-src");
   REQUIRE(src.CreateDb().ok());
   PutPlainDocs(src, 0, 30);
-  ServeProcess serve(ServeConfig(server));
+  std::string config = ServeConfig(server);
+  if (long_retries) {  // 30 retries from 200 ms, doubling up to the 5 s wait cap, within 60 s
+    config.replace(config.find("retries_per_request: 2"), 22, "retries_per_request: 30");
+    config.replace(config.find("request_budget: 5s"), 18, "request_budget: 60s");
+    config.replace(config.find("request_initial_wait: 50ms"), 26, "request_initial_wait: 200ms");
+  }
+  ServeProcess serve(config);
   int port = StatusPort(serve);
   auto rep = root.Database("_replicator");
   REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 10s));
