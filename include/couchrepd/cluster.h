@@ -1,0 +1,164 @@
+// Several couchrepd instances (SPEC §9, issue 11): the pure decisions.
+//
+// Instances coordinate only through documents in a coordination database on
+// the watched server:
+// - each heartbeats a membership document every `heartbeat`; a member whose
+//   document has not changed (a new revision) for `lease_ttl`, by this
+//   instance's own clock since it last saw it change, is dead, so clocks need
+//   not agree (Membership);
+// - each replication document belongs to the live member with the highest
+//   rendezvous score of (member, database, document id): every instance
+//   computes the same owner without talking, and a member coming or going
+//   moves only the documents it wins or held (OwnerOf, Reconcile);
+// - before running a job the owner takes the replication's lease document,
+//   relying on the server's revision conflict (409) for mutual exclusion; a
+//   lease held by another member may be taken once it has not changed for
+//   `lease_ttl` (LeaseBook), and an instance whose renewals fail stops its
+//   jobs before its leases can expire (OwnLeases::MustStop).
+// No I/O, no clock reads, no locks: callers pass the time in.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "couchrepd/clock.h"
+
+namespace couchrepd::cluster {
+
+using namespace std::chrono_literals;
+
+struct Timing {
+  Duration heartbeat = 5s;   // how often a member writes its heartbeat and renews its leases
+  Duration lease_ttl = 30s;  // a heartbeat or lease unchanged this long is dead / free
+};
+
+// The identity of one replication document.
+struct DocKey {
+  std::string db;
+  std::string doc_id;
+  auto operator<=>(const DocKey&) const = default;
+};
+
+// The rendezvous score of a member for a document: FNV-1a (64 bit) over the
+// member id, database and document id, NUL-separated, then splitmix64's
+// finalizer to spread the bits. The same on every machine and build.
+uint64_t RendezvousScore(std::string_view member, const DocKey& doc);
+
+// The member with the highest score (ties, which need a 64-bit collision, go
+// to the smaller id), or nullopt when there are no members.
+std::optional<std::string> OwnerOf(const std::vector<std::string>& members, const DocKey& doc);
+
+// The id of a lease document in the coordination database. Database names
+// cannot contain ':', so the id is unambiguous.
+std::string LeaseDocId(const DocKey& doc);
+// The id of a member's heartbeat document.
+std::string MemberDocId(std::string_view member);
+
+// What this instance has seen of the members' heartbeat documents.
+class Membership {
+ public:
+  Membership(std::string self, Timing timing) : self_(std::move(self)), timing_(timing) {}
+
+  // A member's heartbeat document was seen with revision `rev`. Only a new
+  // revision counts as a sign of life. True when the member was not live
+  // before (new, or back after being dead): ownership must be recomputed.
+  bool Seen(const std::string& member, const std::string& rev, TimePoint now);
+  // A member's heartbeat document was deleted (it stopped cleanly).
+  void Gone(const std::string& member);
+
+  // The live members, sorted; this instance is always one of them.
+  std::vector<std::string> Live(TimePoint now) const;
+
+  struct Member {
+    std::string id;
+    TimePoint last_change;  // when this instance last saw its document change
+    bool live = false;
+    bool self = false;
+  };
+  std::vector<Member> Members(TimePoint now) const;
+
+ private:
+  struct Heartbeat {
+    std::string rev;
+    TimePoint last_change;
+  };
+  bool IsLive(const Heartbeat& s, TimePoint now) const { return now - s.last_change < timing_.lease_ttl; }
+
+  std::string self_;
+  Timing timing_;
+  std::map<std::string, Heartbeat> members_;
+};
+
+// What this instance has seen of lease documents (its own and others').
+class LeaseBook {
+ public:
+  explicit LeaseBook(Timing timing) : timing_(timing) {}
+
+  // A lease document seen: its holder ("" = released) and revision.
+  void Seen(const DocKey& doc, const std::string& holder, const std::string& rev, TimePoint now);
+  // The lease document does not exist (never taken, or deleted).
+  void Missing(const DocKey& doc);
+
+  enum class Verdict {
+    kFree,         // no document, or released: create or update it
+    kMine,         // already held by `self`
+    kHeld,         // another member holds it and renewed it within lease_ttl
+    kExpired,      // another member holds it but it has not changed for lease_ttl
+    kUnknown,      // never seen: read it first
+  };
+  Verdict Judge(const DocKey& doc, const std::string& self, TimePoint now) const;
+  // The revision last seen (for the conditional update that takes it).
+  std::optional<std::string> Rev(const DocKey& doc) const;
+  std::optional<std::string> Holder(const DocKey& doc) const;
+
+ private:
+  struct Lease {
+    bool exists = false;
+    std::string holder;
+    std::string rev;
+    TimePoint last_change;
+  };
+  Timing timing_;
+  std::map<DocKey, Lease> leases_;
+};
+
+// The leases this instance holds and when each was last written.
+class OwnLeases {
+ public:
+  explicit OwnLeases(Timing timing) : timing_(timing) {}
+
+  // Taken or renewed (written with a new revision) at `now`.
+  void Written(const DocKey& doc, TimePoint now) { last_written_[doc] = now; }
+  void Released(const DocKey& doc) { last_written_.erase(doc); }
+  bool Holds(const DocKey& doc) const { return last_written_.count(doc) != 0; }
+  std::set<DocKey> Held() const;
+
+  // The leases last written so long ago that, without a renewal now, another
+  // member could take them before this instance's next heartbeat: their jobs
+  // must stop (after a checkpoint attempt) and the leases count as lost.
+  // The margin is two heartbeats, so a job stops at least one heartbeat
+  // before its lease can be taken.
+  std::vector<DocKey> MustStop(TimePoint now) const;
+
+ private:
+  Timing timing_;
+  std::map<DocKey, TimePoint> last_written_;
+};
+
+// What to do with this instance's jobs given the live members: take the
+// documents it owns and does not hold, release the ones it holds that now
+// belong to another live member (after checkpointing their jobs).
+struct Assignment {
+  std::vector<DocKey> take;
+  std::vector<DocKey> release;
+};
+Assignment Reconcile(const std::string& self, const std::vector<std::string>& live,
+                     const std::set<DocKey>& docs, const std::set<DocKey>& held);
+
+}  // namespace couchrepd::cluster

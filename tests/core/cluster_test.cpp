@@ -1,0 +1,222 @@
+#include "couchrepd/cluster.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
+using namespace couchrepd;
+using namespace couchrepd::cluster;
+using namespace std::chrono_literals;
+
+namespace {
+
+TimePoint At(Duration d) { return TimePoint{} + d; }
+
+std::vector<DocKey> Docs(int n) {
+  std::vector<DocKey> out;
+  for (int i = 0; i < n; ++i) out.push_back({"_replicator", "rep-" + std::to_string(i)});
+  return out;
+}
+
+std::map<std::string, int> Spread(const std::vector<std::string>& members,
+                                  const std::vector<DocKey>& docs) {
+  std::map<std::string, int> count;
+  for (const auto& d : docs) ++count[*OwnerOf(members, d)];
+  return count;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: the rendezvous score is fixed by its inputs") {
+  DocKey d{"_replicator", "a"};
+  CHECK(RendezvousScore("m1", d) == RendezvousScore("m1", d));
+  CHECK(RendezvousScore("m1", d) != RendezvousScore("m2", d));
+  CHECK(RendezvousScore("m1", d) != RendezvousScore("m1", DocKey{"_replicator", "b"}));
+  // The parts are separated: moving a character from one part to the next changes it.
+  CHECK(RendezvousScore("m1", DocKey{"ab", "c"}) != RendezvousScore("m1", DocKey{"a", "bc"}));
+  CHECK(RendezvousScore("m", DocKey{"1x", "y"}) != RendezvousScore("m1", DocKey{"x", "y"}));
+  // Pinned (values from an independent Python FNV-1a + splitmix64): instances of different
+  // builds and machines must agree, so the function may never change.
+  CHECK(RendezvousScore("", DocKey{"", ""}) == 0x7bc210046bd616ccull);
+  CHECK(RendezvousScore("couchrepd-1", DocKey{"_replicator", "rep-0"}) == 0x5de24ba178a56abbull);
+}
+
+TEST_CASE("cluster: every member computes the same owner, whatever the order it lists members in") {
+  std::vector<std::string> a{"m1", "m2", "m3"};
+  std::vector<std::string> b{"m3", "m1", "m2"};
+  for (const auto& d : Docs(200)) CHECK(*OwnerOf(a, d) == *OwnerOf(b, d));
+  CHECK_FALSE(OwnerOf({}, DocKey{"_replicator", "x"}).has_value());
+  CHECK(*OwnerOf({"only"}, DocKey{"_replicator", "x"}) == "only");
+}
+
+TEST_CASE("cluster: 3,000 documents over 3 and 4 members spread within ±10 % of even") {
+  auto docs = Docs(3000);
+  for (const auto& members : {std::vector<std::string>{"host-a:101", "host-b:202", "host-c:303"},
+                              std::vector<std::string>{"m1", "m2", "m3", "m4"}}) {
+    auto count = Spread(members, docs);
+    const double even = 3000.0 / static_cast<double>(members.size());
+    for (const auto& m : members) {
+      CAPTURE(m);
+      CHECK(count[m] > even * 0.9);
+      CHECK(count[m] < even * 1.1);
+    }
+  }
+}
+
+TEST_CASE("cluster: a member joining takes only documents it wins; one leaving frees only its own") {
+  auto docs = Docs(2000);
+  std::vector<std::string> three{"m1", "m2", "m3"};
+  std::vector<std::string> four{"m1", "m2", "m3", "m4"};
+  int moved = 0;
+  for (const auto& d : docs) {
+    auto before = *OwnerOf(three, d);
+    auto after = *OwnerOf(four, d);
+    if (before != after) {
+      ++moved;
+      CHECK(after == "m4");  // nothing moves between the old members
+    }
+  }
+  CHECK(moved > 2000 / 4 * 0.85);
+  CHECK(moved < 2000 / 4 * 1.15);
+  std::vector<std::string> without_m2{"m1", "m3"};
+  for (const auto& d : docs) {
+    auto before = *OwnerOf(three, d);
+    if (before != "m2") CHECK(*OwnerOf(without_m2, d) == before);
+  }
+}
+
+TEST_CASE("cluster: lease and member document ids") {
+  CHECK(LeaseDocId({"_replicator", "a:b"}) == "lease:_replicator:a:b");
+  CHECK(LeaseDocId({"x/_replicator", "a"}) == "lease:x/_replicator:a");
+  CHECK(MemberDocId("host:42") == "member:host:42");
+}
+
+TEST_CASE("cluster membership: only a new revision is a sign of life, judged by the own clock") {
+  Timing t{5s, 30s};
+  Membership m("self", t);
+  CHECK(m.Live(At(0s)) == std::vector<std::string>{"self"});
+  CHECK(m.Seen("b", "1-x", At(0s)));       // new member
+  CHECK_FALSE(m.Seen("b", "1-x", At(5s)));  // the same revision again: no news
+  CHECK(m.Live(At(29s)) == std::vector<std::string>{"b", "self"});
+  // Seen again and again with the same revision: still dead at 30 s after its last change.
+  CHECK_FALSE(m.Seen("b", "1-x", At(29s)));
+  CHECK(m.Live(At(30s)) == std::vector<std::string>{"self"});
+  // A new revision brings it back, and that is news.
+  CHECK(m.Seen("b", "2-y", At(40s)));
+  CHECK_FALSE(m.Seen("b", "3-z", At(45s)));  // renewed while live: no news
+  CHECK(m.Live(At(74s)) == std::vector<std::string>{"b", "self"});
+  CHECK(m.Live(At(75s)) == std::vector<std::string>{"self"});
+  // Its document deleted: gone at once.
+  m.Seen("c", "1-c", At(75s));
+  m.Gone("c");
+  CHECK(m.Live(At(76s)) == std::vector<std::string>{"self"});
+  // The instance itself is live whatever it has seen of its own document.
+  m.Seen("self", "1-s", At(0s));
+  CHECK(m.Live(At(1h)) == std::vector<std::string>{"self"});
+  auto members = m.Members(At(1h));
+  REQUIRE(members.size() == 2);
+  CHECK(members[0].id == "b");
+  CHECK_FALSE(members[0].live);
+  CHECK(members[1].self);
+  CHECK(members[1].live);
+}
+
+TEST_CASE("cluster leases: free, mine, held by a live member, expired after lease_ttl unchanged") {
+  Timing t{5s, 30s};
+  LeaseBook book(t);
+  DocKey d{"_replicator", "r"};
+  CHECK(book.Judge(d, "me", At(0s)) == LeaseBook::Verdict::kUnknown);
+  book.Missing(d);
+  CHECK(book.Judge(d, "me", At(0s)) == LeaseBook::Verdict::kFree);
+  CHECK_FALSE(book.Rev(d).has_value());
+  book.Seen(d, "other", "1-a", At(0s));
+  CHECK(book.Judge(d, "me", At(29s)) == LeaseBook::Verdict::kHeld);
+  CHECK(*book.Holder(d) == "other");
+  // Seeing the same revision later does not make it younger.
+  book.Seen(d, "other", "1-a", At(20s));
+  CHECK(book.Judge(d, "me", At(30s)) == LeaseBook::Verdict::kExpired);
+  // Renewed (a new revision): held again for another lease_ttl.
+  book.Seen(d, "other", "2-b", At(31s));
+  CHECK(book.Judge(d, "me", At(60s)) == LeaseBook::Verdict::kHeld);
+  CHECK(book.Judge(d, "me", At(61s)) == LeaseBook::Verdict::kExpired);
+  CHECK(*book.Rev(d) == "2-b");
+  // Released: free for anyone, at once.
+  book.Seen(d, "", "3-c", At(62s));
+  CHECK(book.Judge(d, "me", At(62s)) == LeaseBook::Verdict::kFree);
+  book.Seen(d, "me", "4-d", At(63s));
+  CHECK(book.Judge(d, "me", At(500s)) == LeaseBook::Verdict::kMine);
+}
+
+TEST_CASE("cluster leases: a race for one lease has one winner (the conditional write decides)") {
+  // Both saw the lease expired at the same revision; each writes with that revision. The
+  // server accepts the first and answers 409 to the second, which reads the lease again
+  // and sees it held and young.
+  Timing t{5s, 30s};
+  LeaseBook a(t), b(t);
+  DocKey d{"_replicator", "r"};
+  a.Seen(d, "dead", "5-x", At(0s));
+  b.Seen(d, "dead", "5-x", At(1s));
+  CHECK(a.Judge(d, "a", At(31s)) == LeaseBook::Verdict::kExpired);
+  CHECK(b.Judge(d, "b", At(31s)) == LeaseBook::Verdict::kExpired);
+  CHECK(*a.Rev(d) == *b.Rev(d));  // both would write on 5-x; the server takes one
+  a.Seen(d, "a", "6-a", At(31s));  // a's write won
+  b.Seen(d, "a", "6-a", At(32s));  // b got 409 and read it again
+  CHECK(a.Judge(d, "a", At(32s)) == LeaseBook::Verdict::kMine);
+  CHECK(b.Judge(d, "b", At(32s)) == LeaseBook::Verdict::kHeld);
+}
+
+TEST_CASE("cluster own leases: jobs stop two heartbeats before a lease could expire") {
+  Timing t{5s, 30s};
+  OwnLeases own(t);
+  DocKey d1{"_replicator", "1"}, d2{"_replicator", "2"};
+  own.Written(d1, At(0s));
+  own.Written(d2, At(0s));
+  own.Written(d2, At(5s));  // renewed; d1's renewals failed from here on
+  CHECK(own.MustStop(At(19s)).empty());
+  CHECK(own.MustStop(At(20s)) == std::vector<DocKey>{d1});  // 30 s - 2 × 5 s
+  CHECK(own.MustStop(At(25s)) == std::vector<DocKey>{d1, d2});
+  // Stopped before anyone else may take it: the others judge expiry from when they last saw
+  // it change, which is no earlier than when it was written.
+  LeaseBook other(t);
+  other.Seen(d1, "me", "1-a", At(0s));
+  CHECK(other.Judge(d1, "them", At(20s)) == LeaseBook::Verdict::kHeld);
+  own.Released(d1);
+  CHECK_FALSE(own.Holds(d1));
+  CHECK(own.Held() == std::set<DocKey>{d2});
+}
+
+TEST_CASE("cluster reconcile: take what is mine and not held, release what moved or is gone") {
+  auto docs = Docs(300);
+  std::set<DocKey> all(docs.begin(), docs.end());
+  std::vector<std::string> two{"a", "b"};
+  std::set<DocKey> held;
+  auto first = Reconcile("a", two, all, held);
+  CHECK(first.release.empty());
+  for (const auto& d : first.take) CHECK(*OwnerOf(two, d) == "a");
+  held.insert(first.take.begin(), first.take.end());
+  CHECK(Reconcile("a", two, all, held).take.empty());
+  // A third member joins: a releases exactly the documents c wins, takes nothing.
+  std::vector<std::string> three{"a", "b", "c"};
+  auto after = Reconcile("a", three, all, held);
+  CHECK(after.take.empty());
+  CHECK_FALSE(after.release.empty());
+  for (const auto& d : after.release) CHECK(*OwnerOf(three, d) == "c");
+  // b dies: a takes the documents b held that a now wins.
+  std::vector<std::string> a_and_c{"a", "c"};
+  for (const auto& d : after.release) held.erase(d);
+  auto takeover = Reconcile("a", a_and_c, all, held);
+  CHECK(takeover.release.empty());
+  for (const auto& d : takeover.take) {
+    CHECK(*OwnerOf(three, d) == "b");
+    CHECK(*OwnerOf(a_and_c, d) == "a");
+  }
+  // A document deleted: its lease is released.
+  std::set<DocKey> fewer = all;
+  DocKey gone = *held.begin();
+  fewer.erase(gone);
+  auto deleted = Reconcile("a", three, fewer, held);
+  CHECK(std::count(deleted.release.begin(), deleted.release.end(), gone) == 1);
+}
