@@ -22,5 +22,9 @@ std::string Md5(std::string_view bytes);  // 16 raw bytes
 std::string HmacSha256Hex(std::string_view key, std::string_view message);
 // 32 random lowercase hex characters (session ids, boundaries).
 std::string RandomHex32();
+// `text` without leading and trailing ASCII whitespace (space, \t \n \v \f \r).
+std::string_view TrimAsciiSpace(std::string_view text);
+// `name` between backticks, as messages name a field or a flag.
+std::string Backticked(std::string_view name);
 
 }  // namespace couchrepd

@@ -51,12 +51,6 @@ std::string Join(const std::string& path, std::string_view key) {
   return path.empty() ? std::string(key) : path + "." + std::string(key);
 }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
 // A value as shown in a message: double-quoted, escaped, shortened.
 std::string Quote(std::string_view s) {
   std::string out = "\"";
@@ -133,7 +127,7 @@ bool IsHeaderToken(std::string_view name) {
 }
 
 std::optional<int64_t> ParseInteger(std::string_view text) {
-  text = Trim(text);
+  text = TrimAsciiSpace(text);
   int64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
@@ -348,7 +342,7 @@ Field Loader::Path(std::string key, std::string& out) {
   return {std::move(key), [this, &out](const YAML::Node& n, const std::string& p) {
             if (n.IsNull()) return;
             if (!n.IsScalar()) return Problem(n, p, "must be a file path, " + Got(n));
-            std::string text(Trim(n.Scalar()));
+            std::string text(TrimAsciiSpace(n.Scalar()));
             if (!text.empty() && !base_dir_.empty() && std::filesystem::path(text).is_relative()) {
               text = (base_dir_ / text).lexically_normal().string();
             }
@@ -359,7 +353,7 @@ Field Loader::Path(std::string key, std::string& out) {
 Field Loader::Bool(std::string key, bool& out) {
   return {std::move(key), [this, &out](const YAML::Node& n, const std::string& p) {
             if (n.IsNull()) return;
-            std::string v = n.IsScalar() ? AsciiLower(Trim(n.Scalar())) : "";
+            std::string v = n.IsScalar() ? AsciiLower(TrimAsciiSpace(n.Scalar())) : "";
             if (v == "true" || v == "yes" || v == "on") {
               out = true;
             } else if (v == "false" || v == "no" || v == "off") {
@@ -409,7 +403,7 @@ Field Loader::Enum(std::string key, E& out, std::vector<E> values) {
   return {std::move(key),
           [this, &out, values = std::move(values)](const YAML::Node& n, const std::string& p) {
             if (n.IsNull()) return;
-            std::string v = n.IsScalar() ? AsciiLower(Trim(n.Scalar())) : "";
+            std::string v = n.IsScalar() ? AsciiLower(TrimAsciiSpace(n.Scalar())) : "";
             std::string names;
             for (E e : values) {
               if (v == Name(e)) {
@@ -425,7 +419,7 @@ Field Loader::Enum(std::string key, E& out, std::vector<E> values) {
 void Loader::ReadUrl(const YAML::Node& n, const std::string& path, std::string& out) {
   if (n.IsNull()) return;
   if (!n.IsScalar()) return Problem(n, path, "must be an http(s) URL, " + Got(n));
-  std::string_view text = Trim(n.Scalar());
+  std::string_view text = TrimAsciiSpace(n.Scalar());
   // Userinfo may hold a password: such a value is never echoed.
   bool may_hold_secret = text.find('@') != std::string_view::npos;
   std::string got = may_hold_secret ? "" : ", " + Got(n);
@@ -448,7 +442,7 @@ void Loader::ReadListen(const YAML::Node& n, const std::string& path, Config::St
   if (!n.IsScalar()) return Problem(n, path, "must be host:port, " + Got(n));
   std::string host;
   int port = 0;
-  if (auto reason = ParseListen(Trim(n.Scalar()), host, port)) {
+  if (auto reason = ParseListen(TrimAsciiSpace(n.Scalar()), host, port)) {
     return Problem(n, path, *reason + ", " + Got(n));
   }
   out.listen_host = host;
@@ -459,7 +453,7 @@ void Loader::ReadFactor(const YAML::Node& n, const std::string& path, double& ou
   if (n.IsNull()) return;
   const std::string want = "must be a number above 1 and at most 10, e.g. 1.2, ";
   if (!n.IsScalar()) return Problem(n, path, want + Got(n));
-  std::string_view text = Trim(n.Scalar());
+  std::string_view text = TrimAsciiSpace(n.Scalar());
   double v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || end != text.data() + text.size() || text.empty() || !std::isfinite(v) ||
@@ -480,7 +474,7 @@ void Loader::ReadDatabases(const YAML::Node& n, const std::string& path,
   for (size_t i = 0; i < n.size(); ++i) {
     const YAML::Node& item = n[i];
     std::string item_path = path + "[" + std::to_string(i) + "]";
-    std::string name = item.IsScalar() ? std::string(Trim(item.Scalar())) : "";
+    std::string name = item.IsScalar() ? std::string(TrimAsciiSpace(item.Scalar())) : "";
     if (!IsDatabaseName(name)) {
       Problem(item, item_path,
               "must be a database name (a-z first, then a-z 0-9 _$()+-/), " + Got(item));

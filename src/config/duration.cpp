@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "couchrepd/encoding.h"
+
 namespace couchrepd {
 
 namespace {
@@ -30,17 +32,11 @@ Error DurationError(std::string reason) {
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 bool IsLetter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
 }  // namespace
 
 Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
-  std::string_view s = Trim(text);
+  std::string_view s = TrimAsciiSpace(text);
   if (s.empty()) return DurationError("is empty; needs a number and a unit, e.g. 30s");
   if (s.front() == '-') return DurationError("must not be negative");
   if (s.front() == '+') s.remove_prefix(1);

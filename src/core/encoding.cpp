@@ -83,4 +83,13 @@ std::string AsciiLower(std::string_view text) {
   return out;
 }
 
+std::string_view TrimAsciiSpace(std::string_view text) {
+  auto space = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
+  while (!text.empty() && space(text.front())) text.remove_prefix(1);
+  while (!text.empty() && space(text.back())) text.remove_suffix(1);
+  return text;
+}
+
+std::string Backticked(std::string_view name) { return "`" + std::string(name) + "`"; }
+
 }  // namespace couchrepd

@@ -11,7 +11,6 @@ namespace couchrepd {
 namespace {
 
 constexpr const char* kMultipartError = "bad_multipart";
-constexpr size_t kNpos = std::string_view::npos;
 
 bool IsHeaderSpace(char c) { return c == ' ' || c == '\t'; }
 
@@ -43,7 +42,7 @@ bool ParseHeaderBlock(std::string_view block, MultipartHeaders& out, std::string
   while (!block.empty()) {
     size_t eol = block.find("\r\n");
     std::string_view line = block.substr(0, eol);
-    block = eol == kNpos ? std::string_view() : block.substr(eol + 2);
+    block = eol == std::string_view::npos ? std::string_view() : block.substr(eol + 2);
     if (!line.empty() && IsHeaderSpace(line.front()) && !out.fields.empty()) {
       // obs-fold: a continuation of the previous field's value.
       std::string_view more = TrimHeaderSpace(line);
@@ -52,7 +51,7 @@ bool ParseHeaderBlock(std::string_view block, MultipartHeaders& out, std::string
       continue;
     }
     size_t colon = line.find(':');
-    std::string_view name = colon == kNpos ? std::string_view() : line.substr(0, colon);
+    std::string_view name = colon == std::string_view::npos ? std::string_view() : line.substr(0, colon);
     bool good_name = !name.empty();
     for (char c : name) {
       auto u = static_cast<unsigned char>(c);
@@ -275,7 +274,7 @@ Status MultipartParser::ScanForDelimiter(std::string_view chunk, size_t& i,
     matched_ = 0;
   }
   const size_t pos = chunk.find(delimiter_, i);
-  if (pos != kNpos) {
+  if (pos != std::string_view::npos) {
     if (!deliver(chunk.substr(i, pos - i))) return Aborted(offset_ + pos);
     i = pos + d;
     return OnDelimiter(offset_ + pos, handler);

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <utility>
 
+#include "couchrepd/encoding.h"
 #include "couchrepd/erlang_term.h"
 #include "couchrepd/json.h"
 #include "couchrepd/url.h"
@@ -17,14 +18,6 @@ namespace couchrepd {
 namespace {
 
 Error Usage(const std::string& reason) { return Error::Permanent("usage", RedactSecrets(reason)); }
-
-std::string Q(std::string_view flag) { return "`" + std::string(flag) + "`"; }
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 // Flags without a value, and the document field each sets.
 const std::map<std::string_view, std::pair<std::string_view, bool>>& BoolFlags() {
@@ -79,7 +72,7 @@ std::vector<std::string> SplitList(std::string_view s) {
   size_t start = 0;
   while (start <= s.size()) {
     size_t comma = std::min(s.find(',', start), s.size());
-    std::string_view item = Trim(s.substr(start, comma - start));
+    std::string_view item = TrimAsciiSpace(s.substr(start, comma - start));
     if (!item.empty()) out.emplace_back(item);
     start = comma + 1;
   }
@@ -97,10 +90,10 @@ std::optional<std::string> JsonValue(std::string_view value, bool object) {
     // Integers beyond 64 bits are valid JSON (and kept by CouchDB), not for the DOM.
     auto term = EjsonFromJson(value);
     if (!term.ok() || (object && !term->IsObject())) return std::nullopt;
-    return std::string(Trim(value));
+    return std::string(TrimAsciiSpace(value));
   }
   if (code || (object && !element.is_object())) return std::nullopt;
-  return std::string(Trim(value));
+  return std::string(TrimAsciiSpace(value));
 }
 
 struct Collected {
@@ -133,7 +126,7 @@ Status Collect(const std::vector<std::string>& args, Collected& out) {
     if (flag == "-q") flag = "--quiet";
     if (flag == "-c") flag = "--config";
     if (flag == "--help" || flag == "--json" || flag == "--quiet" || BoolFlags().count(flag)) {
-      if (value) return Usage(Q(flag) + " takes no value");
+      if (value) return Usage(Backticked(flag) + " takes no value");
       if (flag == "--json" || flag == "--quiet") out.single[flag] = "";
       if (auto it = BoolFlags().find(flag); it != BoolFlags().end()) {
         out.bools.push_back(it->second);
@@ -141,15 +134,15 @@ Status Collect(const std::vector<std::string>& args, Collected& out) {
       continue;
     }
     constexpr size_t kMaxEcho = 40;
-    if (!TakesValue(flag)) return Usage("unknown option " + Q(flag.substr(0, kMaxEcho)));
+    if (!TakesValue(flag)) return Usage("unknown option " + Backticked(flag.substr(0, kMaxEcho)));
     if (!value) {
-      if (i + 1 >= args.size()) return Usage(Q(flag) + " needs a value");
+      if (i + 1 >= args.size()) return Usage(Backticked(flag) + " needs a value");
       value = args[++i];
     }
     if (IsRepeatable(flag)) {
       out.repeated[flag].push_back(std::move(*value));
     } else if (!out.single.emplace(flag, std::move(*value)).second) {
-      return Usage(Q(flag) + " is given more than once");
+      return Usage(Backticked(flag) + " is given more than once");
     }
   }
   return OkStatus();
@@ -163,10 +156,10 @@ Status AddHeaders(const Collected& c, std::string_view flag,
   for (const std::string& h : it->second) {
     size_t colon = h.find(':');
     std::string_view name =
-        colon == std::string::npos ? "" : Trim(std::string_view(h).substr(0, colon));
-    if (name.empty()) return Usage(Q(flag) + " needs \"Name: value\"");
+        colon == std::string::npos ? "" : TrimAsciiSpace(std::string_view(h).substr(0, colon));
+    if (name.empty()) return Usage(Backticked(flag) + " needs \"Name: value\"");
     headers.emplace_back(std::string(name),
-                         std::string(Trim(std::string_view(h).substr(colon + 1))));
+                         std::string(TrimAsciiSpace(std::string_view(h).substr(colon + 1))));
   }
   return OkStatus();
 }
@@ -238,10 +231,10 @@ Result<ReplicateArgs> ParseReplicateArgs(const std::vector<std::string>& args) {
   for (const auto& [flag, field] : NumberFlags()) {
     const std::string* value = single(flag);
     if (value == nullptr) continue;
-    std::string_view digits = Trim(*value);
+    std::string_view digits = TrimAsciiSpace(*value);
     if (digits.empty() || !std::all_of(digits.begin(), digits.end(),
                                        [](unsigned char ch) { return std::isdigit(ch); })) {
-      return Usage(Q(flag) + " needs a whole number" +
+      return Usage(Backticked(flag) + " needs a whole number" +
                    (field.find("interval") != std::string_view::npos ||
                             field.find("timeout") != std::string_view::npos
                         ? " of milliseconds"
@@ -255,8 +248,8 @@ Result<ReplicateArgs> ParseReplicateArgs(const std::vector<std::string>& args) {
     const std::string* value = single(flag);
     if (value == nullptr) continue;
     auto json = JsonValue(*value, shape.second);
-    if (!json && flag == "--since-seq") json = JsonQuote(Trim(*value));  // 5-g1AAA... as written
-    if (!json) return Usage(Q(flag) + " needs a JSON " + (shape.second ? "object" : "value"));
+    if (!json && flag == "--since-seq") json = JsonQuote(TrimAsciiSpace(*value));  // 5-g1AAA... as written
+    if (!json) return Usage(Backticked(flag) + " needs a JSON " + (shape.second ? "object" : "value"));
     w.Key(shape.first).Raw(*json);
   }
   if (auto it = c.repeated.find("--doc-ids"); it != c.repeated.end()) {

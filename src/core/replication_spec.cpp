@@ -39,8 +39,6 @@ Error BadDoc(const std::string& reason) {
   return Error::Permanent("bad_doc", RedactSecrets(reason));
 }
 
-std::string Q(std::string_view name) { return "`" + std::string(name) + "`"; }
-
 // User-written text (an object key) shown in a reason: short, cut at a
 // character boundary, control characters as '?'.
 std::string Echo(std::string_view s) {
@@ -74,7 +72,7 @@ std::optional<std::string> FindBadMember(std::string_view json) {
       bad = "a field name";
       return false;
     }
-    std::string name = Q(Echo(key));  // before the parser's buffer is reused
+    std::string name = Backticked(Echo(key));  // before the parser's buffer is reused
     simdjson::padded_string value(json.substr(m.value_begin, m.value_end - m.value_begin));
     auto code = parser.parse(value).error();
     if (code && code != simdjson::NUMBER_ERROR) {
@@ -295,7 +293,7 @@ Status ReadBool(const Fields& doc, std::string_view key, bool& out) {
   auto value = doc.Get(key);
   if (!value) return OkStatus();
   bool b = false;
-  if (value->get_bool().get(b)) return BadDoc(Q(key) + " must be a boolean");
+  if (value->get_bool().get(b)) return BadDoc(Backticked(key) + " must be a boolean");
   out = b;
   return OkStatus();
 }
@@ -340,9 +338,9 @@ Status ReadInt(const Fields& doc, std::string_view key, int64_t min, int64_t max
   if (!value) return OkStatus();
   auto v = IntegerOf(*value);
   std::string type = min > 0 ? "a positive integer" : "a non-negative integer";
-  if (!v || *v < min) return BadDoc(Q(key) + " must be " + type + std::string(unit));
+  if (!v || *v < min) return BadDoc(Backticked(key) + " must be " + type + std::string(unit));
   if (*v > max) {
-    return BadDoc(Q(key) + " must be at most " + std::to_string(max) + std::string(unit));
+    return BadDoc(Backticked(key) + " must be at most " + std::to_string(max) + std::string(unit));
   }
   out = *v;
   return OkStatus();
@@ -433,17 +431,17 @@ using Creds = std::optional<std::pair<std::string, std::string>>;
 
 Result<Creds> ReadAuth(const std::string& field, const element& auth) {
   simdjson::dom::object object;
-  if (auth.get_object().get(object)) return BadDoc(Q(field + ".auth") + " must be an object");
+  if (auth.get_object().get(object)) return BadDoc(Backticked(field + ".auth") + " must be an object");
   Creds creds;
   for (auto [key, value] : object) {
     // Stricter than CouchDB (which hands other keys to auth plugins): without
     // such a plugin they would mean silently anonymous requests.
     if (key != "basic") {
-      return BadDoc(Q(field + ".auth") + ": unsupported authentication " + Q(Echo(key)) +
+      return BadDoc(Backticked(field + ".auth") + ": unsupported authentication " + Backticked(Echo(key)) +
                     " (only `basic` is supported)");
     }
     if (value.is_null() || creds) continue;
-    std::string what = Q(field + ".auth.basic") +
+    std::string what = Backticked(field + ".auth.basic") +
                        " must be an object with a non-empty string `username` and a string "
                        "`password`";
     std::string_view user, password;
@@ -464,19 +462,19 @@ Result<EndpointSpec> ReadEndpoint(const std::string& field, const element& value
   bool is_string = !value.get_string().get(text);
   if (!is_string) {
     if (!value.is_object()) {
-      return BadDoc(Q(field) + " must be a URL, a database name or an object with `url`");
+      return BadDoc(Backticked(field) + " must be a URL, a database name or an object with `url`");
     }
     element url;
-    if (value["url"].get(url) || url.is_null()) return BadDoc(Q(field + ".url") + " is missing");
-    if (url.get_string().get(text)) return BadDoc(Q(field + ".url") + " must be a string");
+    if (value["url"].get(url) || url.is_null()) return BadDoc(Backticked(field + ".url") + " is missing");
+    if (url.get_string().get(text)) return BadDoc(Backticked(field + ".url") + " must be a string");
     element e;
     if (!value["headers"].get(e) && !e.is_null()) headers = e;
     if (!value["auth"].get(e) && !e.is_null()) auth = e;
   }
   std::string shown = is_string ? field : field + ".url";
-  if (text.empty()) return BadDoc(Q(shown) + " is empty");
+  if (text.empty()) return BadDoc(Backticked(shown) + " is empty");
   if (text.size() > kMaxUrlBytes) {
-    return BadDoc(Q(shown) + " is longer than " + std::to_string(kMaxUrlBytes) + " bytes");
+    return BadDoc(Backticked(shown) + " is longer than " + std::to_string(kMaxUrlBytes) + " bytes");
   }
 
   EndpointSpec spec;
@@ -484,10 +482,10 @@ Result<EndpointSpec> ReadEndpoint(const std::string& field, const element& value
   if (scheme_end == std::string_view::npos) {
     // Never echo the text: "admin:secret@host/db" (a URL without scheme) lands here.
     if (!IsDatabaseName(text)) {
-      return BadDoc(Q(shown) + " is neither an http(s) URL nor a valid database name");
+      return BadDoc(Backticked(shown) + " is neither an http(s) URL nor a valid database name");
     }
     if (headers || auth) {
-      return BadDoc(Q(field) + ": `headers` and `auth` apply only to http(s) URLs, not to a " +
+      return BadDoc(Backticked(field) + ": `headers` and `auth` apply only to http(s) URLs, not to a " +
                     "local database");
     }
     spec.local = true;
@@ -501,13 +499,13 @@ Result<EndpointSpec> ReadEndpoint(const std::string& field, const element& value
       !std::all_of(scheme.begin(), scheme.end(), [](unsigned char c) {
         return std::isalnum(c) || c == '+' || c == '-' || c == '.';
       })) {
-    return BadDoc(Q(shown) + " is not a valid URL");
+    return BadDoc(Backticked(shown) + " is not a valid URL");
   }
   auto url = ParseUrl(text);
-  if (!url.ok()) return BadDoc(Q(shown) + ": " + url.error().reason);
+  if (!url.ok()) return BadDoc(Backticked(shown) + ": " + url.error().reason);
   // Stricter than CouchDB, whose request paths would be appended after the
   // query string and so never work.
-  if (!url->query.empty()) return BadDoc(Q(shown) + ": the URL must not have a query string");
+  if (!url->query.empty()) return BadDoc(Backticked(shown) + ": the URL must not have a query string");
 
   Creds from_userinfo;
   if (url->user) from_userinfo.emplace(*url->user, url->password.value_or(""));
@@ -522,17 +520,17 @@ Result<EndpointSpec> ReadEndpoint(const std::string& field, const element& value
   if (headers) {
     simdjson::dom::object object;
     if (headers->get_object().get(object)) {
-      return BadDoc(Q(field + ".headers") + " must be an object");
+      return BadDoc(Backticked(field + ".headers") + " must be an object");
     }
     if (object.size() > kMaxEndpointHeaders) {
-      return BadDoc(Q(field + ".headers") + " has more than " +
+      return BadDoc(Backticked(field + ".headers") + " has more than " +
                     std::to_string(kMaxEndpointHeaders) + " headers");
     }
     for (auto [name, header_value] : object) {
       if (!IsHeaderName(name)) {
-        return BadDoc(Q(field + ".headers") + " has a name that is not a valid HTTP header name");
+        return BadDoc(Backticked(field + ".headers") + " has a name that is not a valid HTTP header name");
       }
-      std::string where = Q(field + ".headers." + Echo(name));
+      std::string where = Backticked(field + ".headers." + Echo(name));
       std::string_view v;
       if (header_value.get_string().get(v)) return BadDoc(where + " must be a string");
       // Stricter than CouchDB: a line break would smuggle another header in.
@@ -559,26 +557,26 @@ Result<EndpointSpec> ReadEndpoint(const std::string& field, const element& value
   if (from_auth) {
     chosen = from_auth;
     if (from_userinfo) {
-      warnings.push_back(Q(field) +
+      warnings.push_back(Backticked(field) +
                          ": the user name and password in the URL are ignored because "
                          "`auth.basic` is set");
     }
     if (from_header || bad_header) {
-      warnings.push_back(Q(field) +
+      warnings.push_back(Backticked(field) +
                          ": the Basic authorization header is ignored because "
                          "`auth.basic` is set");
     }
   } else if (from_userinfo) {
     chosen = from_userinfo;
     if (from_header || bad_header) {
-      warnings.push_back(Q(field) +
+      warnings.push_back(Backticked(field) +
                          ": the Basic authorization header is ignored because the URL "
                          "has a user name and password");
     }
   } else if (from_header) {
     chosen = from_header;
   } else if (bad_header) {
-    warnings.push_back(Q(field) +
+    warnings.push_back(Backticked(field) +
                        ": the Basic authorization header is not base64 of "
                        "user:password and is ignored");
   }
@@ -771,7 +769,7 @@ bool IsDdocSlashName(std::string_view s) {
 // (depth and number limits); otherwise the id could not be computed later.
 Status CheckEjson(std::string_view key, const std::string& raw) {
   auto term = EjsonFromJson(raw);
-  if (!term.ok()) return BadDoc(Q(key) + " cannot be used: " + term.error().reason);
+  if (!term.ok()) return BadDoc(Backticked(key) + " cannot be used: " + term.error().reason);
   return OkStatus();
 }
 
@@ -816,7 +814,7 @@ Status ReadFilter(const Fields& doc, const RawFields& raw, ReplicationSpec& spec
       // Stricter than CouchDB, whose source would reject the unknown name at run time.
       if (std::find(kBuiltinFilters.begin(), kBuiltinFilters.end(), name) ==
           kBuiltinFilters.end()) {
-        return BadDoc("`filter`: unknown built-in filter " + Q(Echo(name)) +
+        return BadDoc("`filter`: unknown built-in filter " + Backticked(Echo(name)) +
                       " (known: _design, _doc_ids, _selector, _view)");
       }
       if (name == "_view") {
@@ -931,7 +929,7 @@ Status ReadOptions(const Fields& doc, const RawFields& raw, ReplicationSpec& spe
   if (Status s = ReadUserCtx(doc, spec.user_ctx); !s.ok()) return s;
   for (std::string_view key : {"proxy", "source_proxy", "target_proxy"}) {
     if (doc.GetNonNull(key)) {
-      spec.warnings.push_back(Q(key) +
+      spec.warnings.push_back(Backticked(key) +
                               " is not supported and is ignored: couchrepd connects "
                               "to the endpoints directly");
     }
@@ -1034,7 +1032,7 @@ Result<ReplicationSpec> ParseReplicationDoc(std::string_view doc_json,
   for (auto [name, out] :
        {std::pair<std::string, EndpointSpec*>{"source", &spec.source}, {"target", &spec.target}}) {
     auto value = doc.GetNonNull(name);
-    if (!value) return BadDoc(Q(name) + " is missing");
+    if (!value) return BadDoc(Backticked(name) + " is missing");
     auto endpoint = ReadEndpoint(name, *value, spec.warnings);
     if (!endpoint.ok()) return endpoint.error();
     *out = std::move(endpoint.value());

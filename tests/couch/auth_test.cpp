@@ -8,7 +8,6 @@ using namespace couchrepd;
 using namespace couchrepd::testing;
 
 namespace {
-constexpr const char* kAdmin = "admin:s3cret-Pw";
 }
 
 TEST_CASE("admin party needs no credentials") {
@@ -19,20 +18,20 @@ TEST_CASE("admin party needs no credentials") {
 
 TEST_CASE("basic auth reaches protected operations; anonymous is refused") {
   TestServerOptions opts;
-  opts.admin = kAdmin;
+  opts.admin = kFixtureAdmin;
   TestServer server(opts);
   auto anon = ServerClient(server).Database("basic");
   auto created = anon.CreateDb();
   REQUIRE_FALSE(created.ok());
   CHECK(created.error().http_status == 401);
-  auto admin = ServerClient(server, kAdmin).Database("basic");
+  auto admin = ServerClient(server, kFixtureAdmin).Database("basic");
   REQUIRE(admin.CreateDb().ok());
   CHECK(admin.GetDbInfo().ok());
 }
 
 TEST_CASE("wrong password gives a clear unauthorized error without the password") {
   TestServerOptions opts;
-  opts.admin = kAdmin;
+  opts.admin = kFixtureAdmin;
   TestServer server(opts);
   for (auto kind : {Credentials::Kind::kBasic, Credentials::Kind::kCookie}) {
     auto db = ServerClient(server, "admin:wrong-Passw0rd", kind).Database("x");
@@ -47,9 +46,9 @@ TEST_CASE("wrong password gives a clear unauthorized error without the password"
 
 TEST_CASE("cookie auth logs in once, and logs in again after the session is lost") {
   TestServerOptions opts;
-  opts.admin = kAdmin;
+  opts.admin = kFixtureAdmin;
   TestServer server(opts);
-  auto root = ServerClient(server, kAdmin, Credentials::Kind::kCookie);
+  auto root = ServerClient(server, kFixtureAdmin, Credentials::Kind::kCookie);
   auto db = root.Database("cookie");
   REQUIRE(db.CreateDb().ok());
   REQUIRE(db.PutDoc("a", R"({"x":1})").ok());

@@ -32,7 +32,6 @@ using namespace std::chrono_literals;
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-constexpr const char* kAdmin = "admin:s3cret-Pw";
 
 // Records the callbacks of watches by tag; thread-safe. Declare it before the
 // watcher so that it outlives it.
@@ -362,7 +361,7 @@ TEST_CASE("change watcher: an empty longpoll is sent again from last_seq; a late
 
 TEST_CASE("change watcher: basic auth works; a wrong password is an Error without it") {
   TestServerOptions opts;
-  opts.admin = kAdmin;
+  opts.admin = kFixtureAdmin;
   TestServer server(opts);
   CreateDb(server, "private");
   // Members only: an anonymous longpoll is refused.
@@ -370,7 +369,7 @@ TEST_CASE("change watcher: basic auth works; a wrong password is an Error withou
       "PUT", "/private/_security",
       R"({"admins":{"names":[],"roles":[]},"members":{"names":["admin"],"roles":[]}})");
   REQUIRE_MESSAGE(sec.status / 100 == 2, sec.body);
-  std::string since = UpdateSeq(server, "private", kAdmin);
+  std::string since = UpdateSeq(server, "private", kFixtureAdmin);
 
   Calls calls;
   ChangeWatcher watcher(QuickOptions());

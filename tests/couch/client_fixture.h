@@ -10,6 +10,9 @@
 
 namespace couchrepd::testing {
 
+// The admin ("name:password") of the test servers these tests start with one.
+inline constexpr const char* kFixtureAdmin = "admin:s3cret-Pw";
+
 inline HttpOptions FastOptions() {
   HttpOptions o;
   o.retry.initial_wait = std::chrono::milliseconds(50);

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "couch/client_fixture.h"
 #include "support/test_server.h"
 
 using namespace couchrepd::testing;
@@ -25,7 +26,6 @@ using namespace std::chrono_literals;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr const char* kAdmin = "admin:s3cret-Pw";
 
 struct Update {
   std::string db_name;
@@ -469,12 +469,12 @@ TEST_CASE("_db_updates longpoll: old events at once, waits for a new one, times 
 
 TEST_CASE("_db_updates continuous with heartbeat: streams events, keeps beating past the timeout") {
   TestServerOptions opts;
-  opts.admin = kAdmin;
+  opts.admin = kFixtureAdmin;
   TestServer server(opts);
   const bool opaque = server.opaque_seqs();
   Must(server, "PUT", "/before", 201);
 
-  StreamReader reader(server, kAdmin,
+  StreamReader reader(server, kFixtureAdmin,
                       "/_db_updates?feed=continuous&since=now&heartbeat=100&timeout=200");
   REQUIRE(WaitFor([&] { return FeedsField(server, "db_updates_listeners") == 1; }));
   CHECK(FeedsField(server, "open_feeds") == 1);
@@ -566,7 +566,7 @@ TEST_CASE("_db_updates continuous without heartbeat ends with last_seq after the
 
 TEST_CASE("_db_updates is for server admins only") {
   TestServerOptions opts;
-  opts.admin = kAdmin;
+  opts.admin = kFixtureAdmin;
   TestServer server(opts);
   Must(server, "PUT", "/_users/org.couchdb.user:bob", 201,
        R"({"name":"bob","password":"bobs-pw","roles":[],"type":"user"})");
@@ -583,7 +583,7 @@ TEST_CASE("_db_updates is for server admins only") {
     CHECK(Field(bob.body, "reason") == "You are not a server admin.");
   }
   CHECK(GetAs(server, "admin:wrong", "/_db_updates").status == 401);
-  auto admin = GetAs(server, kAdmin, "/_db_updates");
+  auto admin = GetAs(server, kFixtureAdmin, "/_db_updates");
   CHECK(admin.status == 200);
   // bob's user doc was written to _users.
   auto feed = ParseFeed(admin.body, server.opaque_seqs());
@@ -592,7 +592,7 @@ TEST_CASE("_db_updates is for server admins only") {
   // The 401 comes before the 404 of the disabled mode.
   Must(server, "POST", "/_test/db_updates", 200, R"({"enabled":false})");
   CHECK(GetAs(server, "bob:bobs-pw", "/_db_updates").status == 401);
-  CHECK(GetAs(server, kAdmin, "/_db_updates").status == 404);
+  CHECK(GetAs(server, kFixtureAdmin, "/_db_updates").status == 404);
 
   // Admin party: everyone is an admin.
   TestServer party;
