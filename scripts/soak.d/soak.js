@@ -872,10 +872,11 @@ function logSummary() {
 }
 
 // ------------------------------------------------------------------ flatness
-// A sample is "quiet" when no fault was active in the 10 s before it (a fault's own spike, e.g.
-// the threads waiting in a black hole, is not growth); the status flood's samples are never
-// used (its 300 connections are couchrepd's fds).
-const RECOVERY_MS = 10000;
+// A sample is "quiet" when no fault was active in the 90 s before it: a fault's own spike (the
+// threads waiting in a black hole) and its after-effects (jobs crashed by it restart after
+// their 30 s backoff and catch up on connections that close after 30 s idle) are not growth.
+// The status flood's samples are never used (its 300 connections are couchrepd's fds).
+const RECOVERY_MS = 90000;
 const disturbed = (s) => faultLog.some((f) => s.t >= f.start && s.t <= (f.end || Infinity) + RECOVERY_MS);
 function thirds(use) {
   const lo = use[0].t;
@@ -919,11 +920,11 @@ function flatness() {
   if (quiet.length >= 6) {
     const q = thirds(quiet);
     res.series = q;
-    res.basis = `${quiet.length} quiet samples (no fault in the 10 s before; ${after.length - quiet.length} during faults left out)`;
+    res.basis = `${quiet.length} quiet samples (no fault in the 90 s before; ${after.length - quiet.length} during faults and their after-effects left out)`;
   } else {
     res.series = res.all;
     res.all = null;
-    res.basis = `all ${after.length} samples (only ${quiet.length} without a fault in the 10 s before)`;
+    res.basis = `all ${after.length} samples (only ${quiet.length} without a fault in the 90 s before)`;
   }
   return res;
 }

@@ -8,14 +8,12 @@
 #include <string>
 #include <string_view>
 
+#include "core/spec_fixture.h"
+
+using namespace couchrepd::testing;
+
 namespace couchrepd {
 namespace {
-
-ReplicationSpec Parse(std::string_view json) {
-  auto r = ParseReplicationDoc(json, ReplicationDefaults{});
-  REQUIRE_MESSAGE(r.ok(), r.error().Message());
-  return std::move(r.value());
-}
 
 }  // namespace
 
@@ -27,7 +25,7 @@ TEST_CASE("endpoint tls: the server's settings never reach endpoints named in do
   CHECK(policy.server == TlsSettings{false, "/etc/couchrepd/server-ca.pem"});
   CHECK(policy.documents == TlsSettings{true, ""});
 
-  ReplicationSpec spec = Parse(R"({"source":"local-db","target":"https://b.example/t"})");
+  ReplicationSpec spec = ParseSpec(R"({"source":"local-db","target":"https://b.example/t"})");
   HttpOptions base;
   base.tls_verify = false;  // as HttpOptionsFromConfig gives for this config
   base.ca_file = config.server.ca_file;
@@ -60,7 +58,7 @@ TEST_CASE("endpoint tls: the server's settings never reach endpoints named in do
   }
 
   SUBCASE("a URL naming the watched server is still a document's URL") {
-    ReplicationSpec same = Parse(R"({"source":"http://127.0.0.1:5984/db","target":"x"})");
+    ReplicationSpec same = ParseSpec(R"({"source":"http://127.0.0.1:5984/db","target":"x"})");
     CHECK(WithEndpointTls(base, same.source, policy).tls_verify);
     CHECK(WithEndpointTls(base, same.source, policy).ca_file.empty());
   }

@@ -9,16 +9,14 @@
 #include <string>
 #include <string_view>
 
+#include "core/spec_fixture.h"
+
+using namespace couchrepd::testing;
+
 namespace couchrepd {
 namespace {
 
-ReplicationSpec Parse(std::string_view json) {
-  auto r = ParseReplicationDoc(json, ReplicationDefaults{});
-  REQUIRE_MESSAGE(r.ok(), r.error().Message());
-  return std::move(r.value());
-}
-
-Endpoint Server() {
+Endpoint ServerWithSecrets() {
   Endpoint e;
   e.url = ParseUrl("http://127.0.0.1:5984/").value().WithTrailingSlash();
   e.credentials.kind = Credentials::Kind::kBasic;
@@ -93,7 +91,7 @@ TEST_CASE("local access: resolved endpoints follow the decision") {
   const std::string admin_less = R"({"source":"foo","target":"a/b"})";
 
   SUBCASE("in place, no user_ctx: the server's credentials and headers") {
-    ReplicationSpec s = ResolveLocalAccess(Parse(admin_less), Server(), &proxy, true);
+    ReplicationSpec s = ResolveLocalAccess(ParseSpec(admin_less), ServerWithSecrets(), &proxy, true);
     for (const EndpointSpec* e : {&s.source, &s.target}) {
       CHECK(e->endpoint.credentials.kind == Credentials::Kind::kBasic);
       CHECK(e->endpoint.credentials.username == "admin");
@@ -103,12 +101,12 @@ TEST_CASE("local access: resolved endpoints follow the decision") {
     CHECK(s.source.endpoint.url.WithoutCredentials() == "http://127.0.0.1:5984/foo/");
     CHECK(s.target.endpoint.url.WithoutCredentials() == "http://127.0.0.1:5984/a%2Fb/");
     // The same as ResolveLocalEndpoints.
-    ReplicationSpec old = ResolveLocalEndpoints(Parse(admin_less), Server(), &proxy);
+    ReplicationSpec old = ResolveLocalEndpoints(ParseSpec(admin_less), ServerWithSecrets(), &proxy);
     CHECK(Fingerprint(old) == Fingerprint(s));
   }
 
   SUBCASE("not in place, no user_ctx: anonymous, without the server's headers") {
-    ReplicationSpec s = ResolveLocalAccess(Parse(admin_less), Server(), &proxy, false);
+    ReplicationSpec s = ResolveLocalAccess(ParseSpec(admin_less), ServerWithSecrets(), &proxy, false);
     for (const EndpointSpec* e : {&s.source, &s.target}) {
       CHECK(e->endpoint.credentials.kind == Credentials::Kind::kNone);
       CHECK(e->endpoint.credentials.password.empty());
@@ -116,14 +114,14 @@ TEST_CASE("local access: resolved endpoints follow the decision") {
     }
     CHECK(s.source.endpoint.url.WithoutCredentials() == "http://127.0.0.1:5984/foo/");
     // A different replication: another fingerprint (the job is replaced).
-    CHECK(Fingerprint(s) != Fingerprint(ResolveLocalAccess(Parse(admin_less), Server(), &proxy, true)));
+    CHECK(Fingerprint(s) != Fingerprint(ResolveLocalAccess(ParseSpec(admin_less), ServerWithSecrets(), &proxy, true)));
   }
 
   SUBCASE("not in place, _admin in user_ctx: proxy authentication as that user") {
     ReplicationSpec s = ResolveLocalAccess(
-        Parse(R"({"source":"foo","target":"http://b.example/t",)"
+        ParseSpec(R"({"source":"foo","target":"http://b.example/t",)"
               R"("user_ctx":{"name":"root","roles":["_admin"]}})"),
-        Server(), &proxy, false);
+        ServerWithSecrets(), &proxy, false);
     const Endpoint& src = s.source.endpoint;
     CHECK(src.credentials.kind == Credentials::Kind::kProxy);
     CHECK(src.credentials.proxy.name == "root");
@@ -142,8 +140,8 @@ TEST_CASE("local access: resolved endpoints follow the decision") {
 
   SUBCASE("proxy off: anonymous") {
     ReplicationSpec s = ResolveLocalAccess(
-        Parse(R"({"source":"foo","target":"bar","user_ctx":{"name":"root","roles":["_admin"]}})"),
-        Server(), nullptr, false);
+        ParseSpec(R"({"source":"foo","target":"bar","user_ctx":{"name":"root","roles":["_admin"]}})"),
+        ServerWithSecrets(), nullptr, false);
     CHECK(s.source.endpoint.credentials.kind == Credentials::Kind::kNone);
     CHECK(s.target.endpoint.credentials.kind == Credentials::Kind::kNone);
   }
@@ -151,7 +149,7 @@ TEST_CASE("local access: resolved endpoints follow the decision") {
 
 TEST_CASE("local access: the doc processor lends the server's credentials per database") {
   DocProcessorSettings settings;
-  settings.server = Server();
+  settings.server = ServerWithSecrets();
   DocProcessor processor(settings);
   const std::string doc = R"({"source":"foo","target":"http://b.example/t"})";
   auto spec_of = [&](const std::string& db, const std::string& id) {

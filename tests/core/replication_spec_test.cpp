@@ -10,17 +10,14 @@
 #include <vector>
 
 #include "couchrepd/encoding.h"
+#include "core/spec_fixture.h"
+
+using namespace couchrepd::testing;
 
 namespace couchrepd {
 namespace {
 
 using Kind = ReplicationSpec::FilterKind;
-
-ReplicationSpec Parse(std::string_view json, const ReplicationDefaults& defaults = {}) {
-  auto r = ParseReplicationDoc(json, defaults);
-  REQUIRE_MESSAGE(r.ok(), (r.ok() ? std::string() : r.error().Message()), " for ", json);
-  return std::move(r).value();
-}
 
 // The reason of a document that must be rejected.
 std::string Reason(std::string_view json) {
@@ -46,7 +43,7 @@ std::string Base(const IdInputs& in) {
 
 std::string BaseOf(std::string_view json, const std::string& uuid,
                    const std::string& filter_source = "") {
-  return Base(IdInputsFor(Parse(json), uuid, filter_source));
+  return Base(IdInputsFor(ParseSpec(json), uuid, filter_source));
 }
 
 Endpoint Server(std::string url = "http://127.0.0.1:5984/") {
@@ -71,7 +68,7 @@ Config::ProxyAuth Proxy(bool enabled = true) {
 // ---------------------------------------------------------------------------
 
 TEST_CASE("spec: a minimal document gets normalised endpoints and the defaults") {
-  ReplicationSpec s = Parse(Doc());
+  ReplicationSpec s = ParseSpec(Doc());
   CHECK_FALSE(s.source.local);
   CHECK(s.source.endpoint.url.WithoutCredentials() == "http://a.example/src/");
   CHECK(s.target.endpoint.url.WithoutCredentials() == "http://b.example/tgt/");
@@ -110,7 +107,7 @@ TEST_CASE("spec: defaults come from the configuration; the document overrides th
   config.replication.use_bulk_get = false;
   config.replication.use_checkpoints = false;
   ReplicationDefaults d = ReplicationDefaults::From(config);
-  ReplicationSpec s = Parse(Doc(), d);
+  ReplicationSpec s = ParseSpec(Doc(), d);
   CHECK(s.worker_processes == 8);
   CHECK(s.worker_batch_size == 100);
   CHECK(s.http_connections == 5);
@@ -119,17 +116,17 @@ TEST_CASE("spec: defaults come from the configuration; the document overrides th
   CHECK(s.checkpoint_interval == std::chrono::seconds(5));
   CHECK_FALSE(s.use_bulk_get);
   CHECK_FALSE(s.use_checkpoints);
-  s = Parse(Doc(R"("worker_processes":2,"use_bulk_get":true,"connection_timeout":"1500")"), d);
+  s = ParseSpec(Doc(R"("worker_processes":2,"use_bulk_get":true,"connection_timeout":"1500")"), d);
   CHECK(s.worker_processes == 2);
   CHECK(s.use_bulk_get);
   CHECK(s.connection_timeout == std::chrono::milliseconds(1500));
 }
 
 TEST_CASE("spec: unknown fields and CouchDB's own fields are ignored") {
-  ReplicationSpec s = Parse(Doc(R"("_id":"r","_rev":"1-a","_replication_state":"error",)"
+  ReplicationSpec s = ParseSpec(Doc(R"("_id":"r","_rev":"1-a","_replication_state":"error",)"
                                 R"("owner":"bob","cancel":true,"whatever":{"x":[1,2]})"));
   CHECK(s.warnings.empty());
-  s = Parse(Doc(R"("proxy":"http://proxy:3128")"));
+  s = ParseSpec(Doc(R"("proxy":"http://proxy:3128")"));
   REQUIRE(s.warnings.size() == 1);
   CHECK(s.warnings[0] ==
         "`proxy` is not supported and is ignored: couchrepd connects to the endpoints directly");
@@ -144,8 +141,8 @@ TEST_CASE("spec: boolean fields take JSON booleans only") {
        {"continuous", "create_target", "winning_revs_only", "use_checkpoints", "use_bulk_get"}) {
     CAPTURE(field);
     std::string f = std::string("\"") + field + "\":";
-    ReplicationSpec t = Parse(Doc(f + "true"));
-    ReplicationSpec u = Parse(Doc(f + "false"));
+    ReplicationSpec t = ParseSpec(Doc(f + "true"));
+    ReplicationSpec u = ParseSpec(Doc(f + "false"));
     std::string reason = std::string("`") + field + "` must be a boolean";
     for (const char* bad : {"\"true\"", "1", "0", "null", "[]", "{}"}) {
       CAPTURE(bad);
@@ -153,7 +150,7 @@ TEST_CASE("spec: boolean fields take JSON booleans only") {
     }
   }
   ReplicationSpec s =
-      Parse(Doc(R"("continuous":true,"create_target":true,"winning_revs_only":true,)"
+      ParseSpec(Doc(R"("continuous":true,"create_target":true,"winning_revs_only":true,)"
                 R"("use_checkpoints":false,"use_bulk_get":false)"));
   CHECK(s.continuous);
   CHECK(s.create_target);
@@ -163,7 +160,7 @@ TEST_CASE("spec: boolean fields take JSON booleans only") {
 }
 
 TEST_CASE("spec: integer options take integers and integer strings within bounds") {
-  ReplicationSpec s = Parse(Doc(R"("worker_processes":"2","worker_batch_size":100,)"
+  ReplicationSpec s = ParseSpec(Doc(R"("worker_processes":"2","worker_batch_size":100,)"
                                 R"("http_connections":"007","retries_per_request":0,)"
                                 R"("checkpoint_interval":5000,"connection_timeout":"60000")"));
   CHECK(s.worker_processes == 2);
@@ -202,12 +199,12 @@ TEST_CASE("spec: integer options take integers and integer strings within bounds
         "`worker_processes` must be at most 128");
   CHECK(Reason(Doc(R"("worker_processes":-99999999999999999999)")) ==
         "`worker_processes` must be a positive integer");
-  CHECK(Parse(Doc(R"("worker_processes":128)")).worker_processes == 128);
+  CHECK(ParseSpec(Doc(R"("worker_processes":128)")).worker_processes == 128);
 }
 
 TEST_CASE("spec: integers beyond 64 bits are valid JSON (CouchDB keeps them)") {
   ReplicationSpec s =
-      Parse(Doc(R"("note":[123456789012345678901234567890,-1e5,"12345678901234567890123"],)"
+      ParseSpec(Doc(R"("note":[123456789012345678901234567890,-1e5,"12345678901234567890123"],)"
                 R"("selector":{"n":{"$gt":-123456789012345678901234567890}},)"
                 R"("since_seq":98765432109876543210987654321)"));
   CHECK(s.selector_json == R"({"n":{"$gt":-123456789012345678901234567890}})");
@@ -250,13 +247,13 @@ TEST_CASE("spec: endpoint presence and shape") {
 }
 
 TEST_CASE("spec: bare names are local databases") {
-  ReplicationSpec s = Parse(R"({"source":"foo","target":{"url":"a/b_$()+-9"}})");
+  ReplicationSpec s = ParseSpec(R"({"source":"foo","target":{"url":"a/b_$()+-9"}})");
   CHECK(s.source.local);
   CHECK(s.source.local_db == "foo");
   CHECK(s.source.Display() == "foo");
   CHECK(s.target.local);
   CHECK(s.target.local_db == "a/b_$()+-9");
-  CHECK(Parse(R"({"source":"_users","target":"x"})").source.local_db == "_users");
+  CHECK(ParseSpec(R"({"source":"_users","target":"x"})").source.local_db == "_users");
   for (const char* bad : {"Foo", "9db", "_", "db name", "db:x", "\u00e9t\u00e9"}) {
     CAPTURE(bad);
     CHECK(Reason(std::string(R"({"source":")") + bad + R"(","target":"x"})") ==
@@ -272,13 +269,13 @@ TEST_CASE("spec: bare names are local databases") {
 }
 
 TEST_CASE("spec: headers are checked and kept in document order") {
-  ReplicationSpec s = Parse(R"({"source":{"url":"https://a/s","headers":{"X-B":"2","X-A":"1",)"
+  ReplicationSpec s = ParseSpec(R"({"source":{"url":"https://a/s","headers":{"X-B":"2","X-A":"1",)"
                             R"("Authorization":"Bearer tok"}},"target":"http://b/t"})");
   Headers expected = {{"X-B", "2"}, {"X-A", "1"}, {"Authorization", "Bearer tok"}};
   CHECK(s.source.endpoint.headers == expected);
   CHECK(s.source.headers_as_written == expected);
   CHECK(s.source.endpoint.credentials.kind == Credentials::Kind::kNone);
-  CHECK(Parse(R"({"source":{"url":"http://a/s","headers":null,"auth":null},"target":"x"})")
+  CHECK(ParseSpec(R"({"source":{"url":"http://a/s","headers":null,"auth":null},"target":"x"})")
             .source.endpoint.headers.empty());
 
   auto with_headers = [](std::string_view headers) {
@@ -312,14 +309,14 @@ TEST_CASE("spec: headers, URLs and roles are bounded (SPEC §10)") {
     for (size_t i = 0; i < count; ++i) out += (i ? ",\"X-" : "\"X-") + std::to_string(i) + "\":\"v\"";
     return out + "}";
   };
-  CHECK(Parse(with_headers(headers(kMaxEndpointHeaders))).source.endpoint.headers.size() ==
+  CHECK(ParseSpec(with_headers(headers(kMaxEndpointHeaders))).source.endpoint.headers.size() ==
         kMaxEndpointHeaders);
   CHECK(Reason(with_headers(headers(kMaxEndpointHeaders + 1))) ==
         "`source.headers` has more than 100 headers");
   CHECK(Reason(with_headers(headers(100000))) == "`source.headers` has more than 100 headers");
   // One header: name and value together at most 8 KiB.
   std::string fits(kMaxHeaderBytes - 5, 'v');
-  CHECK(Parse(with_headers(R"({"X-Big":")" + fits + "\"}")).source.endpoint.headers.size() == 1);
+  CHECK(ParseSpec(with_headers(R"({"X-Big":")" + fits + "\"}")).source.endpoint.headers.size() == 1);
   CHECK(Reason(with_headers(R"({"X-Big":")" + fits + "v\"}")) ==
         "`source.headers.X-Big` is longer than 8192 bytes");
   CHECK(Reason(with_headers("{\"" + std::string(100000, 'h') + "\":\"v\"}")) ==
@@ -329,7 +326,7 @@ TEST_CASE("spec: headers, URLs and roles are bounded (SPEC §10)") {
         "`source.headers.Authorization` is longer than 8192 bytes");
 
   std::string long_url = "http://a/" + std::string(kMaxUrlBytes - 9, 'd');
-  CHECK(Parse(R"({"source":")" + long_url + R"(","target":"x"})").source.endpoint.url.path.size() >
+  CHECK(ParseSpec(R"({"source":")" + long_url + R"(","target":"x"})").source.endpoint.url.path.size() >
         kMaxUrlBytes - 9);
   CHECK(Reason(R"({"source":")" + long_url + R"(d","target":"x"})") ==
         "`source` is longer than 8192 bytes");
@@ -341,7 +338,7 @@ TEST_CASE("spec: headers, URLs and roles are bounded (SPEC §10)") {
     for (size_t i = 0; i < count; ++i) out += (i ? ",\"r" : "\"r") + std::to_string(i) + "\"";
     return out + "]}";
   };
-  CHECK(Parse(Doc(roles(kMaxUserCtxRoles))).user_ctx.roles.size() == kMaxUserCtxRoles);
+  CHECK(ParseSpec(Doc(roles(kMaxUserCtxRoles))).user_ctx.roles.size() == kMaxUserCtxRoles);
   CHECK(Reason(Doc(roles(kMaxUserCtxRoles + 1))) == "`user_ctx.roles` has more than 100 roles");
 }
 
@@ -363,9 +360,9 @@ TEST_CASE("spec: auth accepts basic only") {
         "`source.auth`: unsupported authentication `session` (only `basic` is supported)");
   CHECK(Reason(with_auth(R"({"basic":{"username":"u","password":"p"},"iam":{}})")) ==
         "`source.auth`: unsupported authentication `iam` (only `basic` is supported)");
-  ReplicationSpec s = Parse(with_auth("{}"));
+  ReplicationSpec s = ParseSpec(with_auth("{}"));
   CHECK(s.source.endpoint.credentials.kind == Credentials::Kind::kNone);
-  s = Parse(with_auth(R"({"basic":{"username":"u","password":""}})"));
+  s = ParseSpec(with_auth(R"({"basic":{"username":"u","password":""}})"));
   CHECK(s.source.endpoint.credentials.kind == Credentials::Kind::kBasic);
   CHECK(s.source.endpoint.credentials.password.empty());
 }
@@ -394,7 +391,7 @@ TEST_CASE("spec: userinfo, auth.basic and a Basic header give the same credentia
   std::string first_id, first_fingerprint;
   for (const std::string& doc : docs) {
     CAPTURE(doc);
-    ReplicationSpec s = Parse(doc);
+    ReplicationSpec s = ParseSpec(doc);
     const Endpoint& e = s.source.endpoint;
     CHECK(e.credentials.kind == Credentials::Kind::kBasic);
     CHECK(e.credentials.username == "bøb");
@@ -421,7 +418,7 @@ TEST_CASE("spec: userinfo, auth.basic and a Basic header give the same credentia
 TEST_CASE("spec: credential precedence is auth.basic, then userinfo, then the header") {
   std::string header = "Basic " + Base64Encode("hdr:hpw");
   ReplicationSpec s =
-      Parse(R"({"source":{"url":"http://url:upw@a/s","headers":{"Authorization":")" + header +
+      ParseSpec(R"({"source":{"url":"http://url:upw@a/s","headers":{"Authorization":")" + header +
             R"("},"auth":{"basic":{"username":"auth","password":"apw"}}},)"
             R"("target":"x"})");
   CHECK(s.source.endpoint.credentials.username == "auth");
@@ -434,7 +431,7 @@ TEST_CASE("spec: credential precedence is auth.basic, then userinfo, then the he
   // The id sees the written headers (and drops the Basic one itself).
   CHECK(s.source.headers_as_written == Headers{{"Authorization", header}});
 
-  s = Parse(R"({"source":{"url":"http://url:upw@a/s","headers":{"Authorization":")" + header +
+  s = ParseSpec(R"({"source":{"url":"http://url:upw@a/s","headers":{"Authorization":")" + header +
             R"("}},"target":"x"})");
   CHECK(s.source.endpoint.credentials.username == "url");
   CHECK(s.source.endpoint.credentials.password == "upw");
@@ -443,14 +440,14 @@ TEST_CASE("spec: credential precedence is auth.basic, then userinfo, then the he
                           "has a user name and password"});
 
   // A user name without password: an empty password.
-  s = Parse(R"({"source":"http://solo@a/s","target":"x"})");
+  s = ParseSpec(R"({"source":"http://solo@a/s","target":"x"})");
   CHECK(s.source.endpoint.credentials.username == "solo");
   CHECK(s.source.endpoint.credentials.password.empty());
   CHECK(s.source.Display() == "http://solo:*****@a/s/");
 
   // An undecodable Basic header is dropped with a warning, as CouchDB does.
   for (const char* bad : {"Basic !!!notbase64", "Basic bm9jb2xvbg=="}) {  // "nocolon"
-    s = Parse(std::string(R"({"source":{"url":"http://a/s","headers":{"Authorization":")") + bad +
+    s = ParseSpec(std::string(R"({"source":{"url":"http://a/s","headers":{"Authorization":")") + bad +
               R"(","X-Keep":"1"}},"target":"x"})");
     CHECK(s.source.endpoint.credentials.kind == Credentials::Kind::kNone);
     CHECK(s.source.endpoint.headers == Headers{{"X-Keep", "1"}});
@@ -485,7 +482,7 @@ TEST_CASE("spec: no reason, warning or display contains a password") {
     CHECK(r.error().Message().find(secret) == std::string::npos);
   }
   ReplicationSpec s =
-      Parse(R"({"source":{"url":"http://u:S3cr3t-pw@a/s","auth":{"basic":)"
+      ParseSpec(R"({"source":{"url":"http://u:S3cr3t-pw@a/s","auth":{"basic":)"
             R"({"username":"v","password":"S3cr3t-pw"}},"headers":{"Authorization":)"
             R"("Basic dTpTM2NyM3QtcHc="}},"target":"http://w:S3cr3t-pw@b/t"})");
   for (const auto& w : s.warnings) CHECK(w.find(secret) == std::string::npos);
@@ -499,12 +496,12 @@ TEST_CASE("spec: no reason, warning or display contains a password") {
 // ---------------------------------------------------------------------------
 
 TEST_CASE("spec: doc_ids") {
-  ReplicationSpec s = Parse(Doc(R"("doc_ids":["b","a/b","a+b","100%","h\u00e9","_design/x","b"])"));
+  ReplicationSpec s = ParseSpec(Doc(R"("doc_ids":["b","a/b","a+b","100%","h\u00e9","_design/x","b"])"));
   CHECK(s.filter_kind == Kind::kDocIds);
   CHECK(s.doc_ids ==
         std::vector<std::string>{"b", "a/b", "a+b", "100%", "h\xc3\xa9", "_design/x", "b"});
-  CHECK(Parse(Doc(R"("doc_ids":[])")).filter_kind == Kind::kDocIds);
-  CHECK(Parse(Doc(R"("doc_ids":null)")).filter_kind == Kind::kNone);
+  CHECK(ParseSpec(Doc(R"("doc_ids":[])")).filter_kind == Kind::kDocIds);
+  CHECK(ParseSpec(Doc(R"("doc_ids":null)")).filter_kind == Kind::kNone);
   for (const char* bad : {"\"a\"", "[1]", "[\"a\",null]", "{}", "true", "[[\"a\"]]"}) {
     CAPTURE(bad);
     CHECK(Reason(Doc(std::string(R"("doc_ids":)") + bad)) ==
@@ -519,18 +516,18 @@ TEST_CASE("spec: doc_ids, filter and selector are mutually exclusive") {
   CHECK(Reason(Doc(R"("filter":"d/f","selector":{"a":1})")) == reason);
   CHECK(Reason(Doc(R"("doc_ids":"x","filter":5,"selector":[])")) == reason);
   // null does not count.
-  CHECK(Parse(Doc(R"("doc_ids":null,"filter":null,"selector":{"a":1})")).filter_kind ==
+  CHECK(ParseSpec(Doc(R"("doc_ids":null,"filter":null,"selector":{"a":1})")).filter_kind ==
         Kind::kSelector);
 }
 
 TEST_CASE("spec: built-in and user filters") {
-  ReplicationSpec s = Parse(Doc(R"("filter":"_view","query_params":{"view":"d/v","z":1,"a":"x"})"));
+  ReplicationSpec s = ParseSpec(Doc(R"("filter":"_view","query_params":{"view":"d/v","z":1,"a":"x"})"));
   CHECK(s.filter_kind == Kind::kBuiltin);
   CHECK(s.filter == "_view");
   CHECK(s.query_params_json == R"({"view":"d/v","z":1,"a":"x"})");
   CHECK(s.query_params == QueryParams{{"view", "d/v"}, {"z", "1"}, {"a", "x"}});
   CHECK_FALSE(UserFilterLocation(s).has_value());
-  CHECK(Parse(Doc(R"("filter":"_design")")).filter_kind == Kind::kBuiltin);
+  CHECK(ParseSpec(Doc(R"("filter":"_design")")).filter_kind == Kind::kBuiltin);
 
   const std::string view = "`filter: _view` needs `query_params.view` as \"ddoc/view\"";
   CHECK(Reason(Doc(R"("filter":"_view")")) == view);
@@ -543,14 +540,14 @@ TEST_CASE("spec: built-in and user filters") {
   CHECK(Reason(Doc(R"("filter":"_design/app/even")")) ==
         "`filter`: write a design document's filter as \"ddoc/name\", without `_design/`");
 
-  s = Parse(Doc(R"("filter":"app/even","query_params":{"z":"1","a":"2"})"));
+  s = ParseSpec(Doc(R"("filter":"app/even","query_params":{"z":"1","a":"2"})"));
   CHECK(s.filter_kind == Kind::kUser);
   CHECK(s.filter == "app/even");
   auto where = UserFilterLocation(s);
   REQUIRE(where.has_value());
   CHECK(where->first == "_design/app");
   CHECK(where->second == "even");
-  CHECK(UserFilterLocation(Parse(Doc(R"("filter":"a/b/c")")))->second == "b/c");
+  CHECK(UserFilterLocation(ParseSpec(Doc(R"("filter":"a/b/c")")))->second == "b/c");
 
   const std::string shape = "`filter` must be \"ddoc/name\" or a built-in filter such as `_view`";
   for (const char* bad : {"\"even\"", "\"/even\"", "\"app/\""}) {
@@ -561,7 +558,7 @@ TEST_CASE("spec: built-in and user filters") {
 }
 
 TEST_CASE("spec: query_params") {
-  ReplicationSpec s = Parse(
+  ReplicationSpec s = ParseSpec(
       Doc(R"("filter":"d/f","query_params": { "b" : 1.50 , "a" : [ 1 , 2 ] ,)"
           R"( "n" : null , "t" : true , "s" : "x\"y" , "big" : 123456789012345678901234567890 })"));
   // Compact, but keys in document order and numbers exactly as written.
@@ -574,13 +571,13 @@ TEST_CASE("spec: query_params") {
                                       {"t", "true"},
                                       {"s", "x\"y"},
                                       {"big", "123456789012345678901234567890"}});
-  CHECK(Parse(Doc(R"("query_params":null)")).query_params_json == "{}");
+  CHECK(ParseSpec(Doc(R"("query_params":null)")).query_params_json == "{}");
   CHECK(Reason(Doc(R"("query_params":"view=d/v")")) == "`query_params` must be an object");
   CHECK(Reason(Doc(R"("query_params":[])")) == "`query_params` must be an object");
 }
 
 TEST_CASE("spec: selector") {
-  ReplicationSpec s = Parse(Doc(R"("selector": {"type": "foo", "n": {"$gt": 1.0}})"));
+  ReplicationSpec s = ParseSpec(Doc(R"("selector": {"type": "foo", "n": {"$gt": 1.0}})"));
   CHECK(s.filter_kind == Kind::kSelector);
   CHECK(s.selector_json == R"({"type":"foo","n":{"$gt":1.0}})");
   CHECK(Reason(Doc(R"("selector":"type=foo")")) == "`selector` must be an object");
@@ -590,18 +587,18 @@ TEST_CASE("spec: selector") {
 }
 
 TEST_CASE("spec: since_seq and create_target_params") {
-  CHECK(Parse(Doc(R"("since_seq":"5-g1AAAA")")).since_seq_json == R"("5-g1AAAA")");
-  CHECK(Parse(Doc(R"("since_seq":42)")).since_seq_json == "42");
-  CHECK(Parse(Doc(R"("since_seq":[5, "x"])")).since_seq_json == R"([5,"x"])");
-  CHECK(Parse(Doc(R"("since_seq":123456789012345678901234567890)")).since_seq_json ==
+  CHECK(ParseSpec(Doc(R"("since_seq":"5-g1AAAA")")).since_seq_json == R"("5-g1AAAA")");
+  CHECK(ParseSpec(Doc(R"("since_seq":42)")).since_seq_json == "42");
+  CHECK(ParseSpec(Doc(R"("since_seq":[5, "x"])")).since_seq_json == R"([5,"x"])");
+  CHECK(ParseSpec(Doc(R"("since_seq":123456789012345678901234567890)")).since_seq_json ==
         "123456789012345678901234567890");
-  CHECK_FALSE(Parse(Doc(R"("since_seq":null)")).since_seq_json.has_value());
+  CHECK_FALSE(ParseSpec(Doc(R"("since_seq":null)")).since_seq_json.has_value());
 
-  ReplicationSpec s = Parse(Doc(R"("create_target":true,"create_target_params":{"q":1,"n":3,)"
+  ReplicationSpec s = ParseSpec(Doc(R"("create_target":true,"create_target_params":{"q":1,"n":3,)"
                                 R"("partitioned":true,"placement":"a:1"})"));
   CHECK(s.create_target_params ==
         QueryParams{{"q", "1"}, {"n", "3"}, {"partitioned", "true"}, {"placement", "a:1"}});
-  CHECK(Parse(Doc(R"("create_target_params":null)")).create_target_params.empty());
+  CHECK(ParseSpec(Doc(R"("create_target_params":null)")).create_target_params.empty());
   CHECK(Reason(Doc(R"("create_target_params":"q=1")")) ==
         "`create_target_params` must be an object");
   CHECK(Reason(Doc(R"("create_target_params":[1])")) == "`create_target_params` must be an object");
@@ -612,16 +609,16 @@ TEST_CASE("spec: since_seq and create_target_params") {
 // ---------------------------------------------------------------------------
 
 TEST_CASE("spec: socket_options honours keepalive and nodelay, warns about the rest") {
-  ReplicationSpec s = Parse(Doc(R"("socket_options":"[{keepalive, false}, {nodelay, true}]")"));
+  ReplicationSpec s = ParseSpec(Doc(R"("socket_options":"[{keepalive, false}, {nodelay, true}]")"));
   CHECK_FALSE(s.socket_keepalive);
   CHECK(s.socket_nodelay);
   CHECK(s.warnings.empty());
-  s = Parse(Doc(R"("socket_options":"  [ ]  ")"));
+  s = ParseSpec(Doc(R"("socket_options":"  [ ]  ")"));
   CHECK(s.socket_keepalive);
   CHECK(s.socket_nodelay);  // our default (see ReplicationSpec::socket_nodelay)
-  s = Parse(Doc(R"("socket_options":"[{nodelay, false}]")"));
+  s = ParseSpec(Doc(R"("socket_options":"[{nodelay, false}]")"));
   CHECK_FALSE(s.socket_nodelay);
-  s = Parse(
+  s = ParseSpec(
       Doc(R"("socket_options":"[{recbuf,65536},{sndbuf, 65536},{priority,6},{recbuf,1},)"
           R"({nodelay,true},{tos,-1},{'linger',{true,5}},{buffer,\"x\"},{a,b},{c,d},keepalive]")"));
   CHECK(s.socket_nodelay);
@@ -647,17 +644,17 @@ TEST_CASE("spec: socket_options honours keepalive and nodelay, warns about the r
 }
 
 TEST_CASE("spec: user_ctx") {
-  ReplicationSpec s = Parse(Doc(R"("user_ctx":{"name":"joe","roles":["erlanger","researcher"]})"));
+  ReplicationSpec s = ParseSpec(Doc(R"("user_ctx":{"name":"joe","roles":["erlanger","researcher"]})"));
   CHECK(s.user_ctx.present);
   CHECK(s.user_ctx.name == "joe");
   CHECK(s.user_ctx.roles == std::vector<std::string>{"erlanger", "researcher"});
   CHECK(s.user_ctx.HasRole("erlanger"));
   CHECK_FALSE(s.user_ctx.HasRole("_admin"));
-  s = Parse(Doc(R"("user_ctx":{})"));
+  s = ParseSpec(Doc(R"("user_ctx":{})"));
   CHECK(s.user_ctx.present);
   CHECK_FALSE(s.user_ctx.name.has_value());
   CHECK(s.user_ctx.roles.empty());
-  s = Parse(Doc(R"("user_ctx":{"name":null,"roles":null})"));
+  s = ParseSpec(Doc(R"("user_ctx":{"name":null,"roles":null})"));
   CHECK(s.user_ctx.present);
   CHECK_FALSE(s.user_ctx.name.has_value());
 
@@ -684,7 +681,7 @@ TEST_CASE("spec: user_ctx") {
 
 TEST_CASE("spec: local endpoints without user_ctx use the server's identity") {
   ReplicationSpec s =
-      ResolveLocalEndpoints(Parse(R"({"source":"foo","target":"a/b"})"), Server(), nullptr);
+      ResolveLocalEndpoints(ParseSpec(R"({"source":"foo","target":"a/b"})"), Server(), nullptr);
   const Endpoint& src = s.source.endpoint;
   CHECK(src.url.WithoutCredentials() == "http://127.0.0.1:5984/foo/");
   CHECK(src.credentials.kind == Credentials::Kind::kBasic);
@@ -704,7 +701,7 @@ TEST_CASE("spec: local endpoints without user_ctx use the server's identity") {
   CHECK(in.source.headers.empty());  // server headers are configuration, not the replication
 
   // A server behind a path prefix.
-  s = ResolveLocalEndpoints(Parse(R"({"source":"foo","target":"http://b/t"})"),
+  s = ResolveLocalEndpoints(ParseSpec(R"({"source":"foo","target":"http://b/t"})"),
                             Server("https://proxy.example/couch"), nullptr);
   CHECK(s.source.endpoint.url.WithoutCredentials() == "https://proxy.example/couch/foo/");
   CHECK(s.target.endpoint.url.WithoutCredentials() == "http://b/t/");
@@ -713,7 +710,7 @@ TEST_CASE("spec: local endpoints without user_ctx use the server's identity") {
 TEST_CASE("spec: local endpoints with _admin in user_ctx use the server's identity") {
   Config::ProxyAuth proxy = Proxy();
   ReplicationSpec s = ResolveLocalEndpoints(
-      Parse(R"({"source":"foo","target":"bar","user_ctx":{"name":"root","roles":["x","_admin"]}})"),
+      ParseSpec(R"({"source":"foo","target":"bar","user_ctx":{"name":"root","roles":["x","_admin"]}})"),
       Server(), &proxy);
   CHECK(s.source.endpoint.credentials.kind == Credentials::Kind::kBasic);
   CHECK(s.target.endpoint.credentials.username == "admin");
@@ -724,7 +721,7 @@ TEST_CASE("spec: other local endpoints use proxy authentication or nothing") {
   std::string doc =
       R"({"source":"foo","target":"bar","user_ctx":{"name":"joe","roles":["r1","r2"]}})";
   Config::ProxyAuth proxy = Proxy();
-  ReplicationSpec s = ResolveLocalEndpoints(Parse(doc), Server(), &proxy);
+  ReplicationSpec s = ResolveLocalEndpoints(ParseSpec(doc), Server(), &proxy);
   for (const EndpointSpec* e : {&s.source, &s.target}) {
     const Credentials& c = e->endpoint.credentials;
     CHECK(c.kind == Credentials::Kind::kProxy);
@@ -740,14 +737,14 @@ TEST_CASE("spec: other local endpoints use proxy authentication or nothing") {
   Config::ProxyAuth off = Proxy(false);
   const Config::ProxyAuth* no_proxy[] = {nullptr, &off};
   for (const Config::ProxyAuth* p : no_proxy) {
-    s = ResolveLocalEndpoints(Parse(doc), Server(), p);
+    s = ResolveLocalEndpoints(ParseSpec(doc), Server(), p);
     CHECK(s.source.endpoint.credentials.kind == Credentials::Kind::kNone);
     CHECK(s.source.endpoint.headers.empty());
     CHECK(s.source.endpoint.url.WithoutCredentials() == "http://127.0.0.1:5984/foo/");
     CHECK_FALSE(IdInputsFor(s, "u", "").source.user.has_value());
   }
   // Proxy authentication needs a name.
-  s = ResolveLocalEndpoints(Parse(R"({"source":"foo","target":"bar","user_ctx":{"roles":["r"]}})"),
+  s = ResolveLocalEndpoints(ParseSpec(R"({"source":"foo","target":"bar","user_ctx":{"roles":["r"]}})"),
                             Server(), &proxy);
   CHECK(s.source.endpoint.credentials.kind == Credentials::Kind::kNone);
 }
@@ -756,14 +753,14 @@ TEST_CASE("spec: user_ctx does not touch URL endpoints") {
   Config::ProxyAuth proxy = Proxy();
   std::string doc =
       R"({"source":"http://u:p@a/s","target":"http://b/t","user_ctx":{"name":"joe"}})";
-  ReplicationSpec parsed = Parse(doc);
+  ReplicationSpec parsed = ParseSpec(doc);
   ReplicationSpec s = ResolveLocalEndpoints(parsed, Server(), &proxy);
   CHECK(s.source.endpoint.credentials.kind == Credentials::Kind::kBasic);
   CHECK(s.source.endpoint.credentials.username == "u");
   CHECK(s.target.endpoint.credentials.kind == Credentials::Kind::kNone);
   CHECK(Fingerprint(s) == Fingerprint(parsed));
   CHECK(MayWriteDesignDocs(s));
-  CHECK(MayWriteDesignDocs(Parse(R"({"source":"foo","target":"http://b/t"})")));
+  CHECK(MayWriteDesignDocs(ParseSpec(R"({"source":"foo","target":"http://b/t"})")));
 }
 
 // ---------------------------------------------------------------------------
@@ -805,7 +802,7 @@ TEST_CASE("spec: SPEC §3 vectors from documents") {
                R"("source":"http://user:pass@localhost:5984/src/"})",
                uuid) == "c5d62b5cd07c5ef17f1d278dcb5cb630");
   auto full = ComputeReplicationId(
-      IdInputsFor(Parse(doc(R"("continuous":true,"create_target":true)")), uuid, ""));
+      IdInputsFor(ParseSpec(doc(R"("continuous":true,"create_target":true)")), uuid, ""));
   REQUIRE(full.ok());
   CHECK(full->full == "c5d62b5cd07c5ef17f1d278dcb5cb630+continuous+create_target");
 }
@@ -823,7 +820,7 @@ TEST_CASE("spec: SPEC §3 vectors recorded from CouchDB 3.4.3") {
         "d733f95b317696eb9868882a2124d51a");
   CHECK(BaseOf(t2(R"("selector":{"n":{"$gt":1990}})"), uuid) == "167c22deb0dd7657a2753e43593cae38");
   CHECK(BaseOf(t2(R"("winning_revs_only":true)"), uuid) == "1f2e9ab9acfa7fda422a89cd6c747a68");
-  ReplicationSpec s = Parse(t2(R"("filter":"app/even","query_params":{"z":"1","a":"2"})"));
+  ReplicationSpec s = ParseSpec(t2(R"("filter":"app/even","query_params":{"z":"1","a":"2"})"));
   CHECK(UserFilterLocation(s)->first == "_design/app");
   CHECK(Base(IdInputsFor(s, uuid, "function(d, req){ return d.n % 2 == 0; }")) ==
         "7e2a4b298206687d8fe9d2c23f17300e");
@@ -842,24 +839,24 @@ TEST_CASE("spec: fingerprint ignores order that carries no meaning") {
       R"({"user_ctx":{"roles":["s","r"],"name":"j"},"doc_ids":["y","x"],)"
       R"("create_target_params":{"n":3,"q":1},"continuous":true,)"
       R"("target":"tgt",   "source":{"headers":{"X-B":"2","X-A":"1"},"url":"http://u:p@a/s/"}})";
-  std::string fa = Fingerprint(Parse(a));
+  std::string fa = Fingerprint(ParseSpec(a));
   CHECK(fa.size() == 32);
-  CHECK(fa == Fingerprint(Parse(b)));
+  CHECK(fa == Fingerprint(ParseSpec(b)));
   // Equivalent selectors.
-  CHECK(Fingerprint(Parse(Doc(R"("selector":{"a":1,"b":{"c":2}})"))) ==
-        Fingerprint(Parse(Doc(R"("selector":{"a":{"$eq":1},"b.c":{"$eq":2}})"))));
-  CHECK(Fingerprint(Parse(Doc(R"("selector":{"type":"foo"})"))) ==
-        Fingerprint(Parse(Doc(R"("selector":{"type":{"$eq":"foo"}})"))));
+  CHECK(Fingerprint(ParseSpec(Doc(R"("selector":{"a":1,"b":{"c":2}})"))) ==
+        Fingerprint(ParseSpec(Doc(R"("selector":{"a":{"$eq":1},"b.c":{"$eq":2}})"))));
+  CHECK(Fingerprint(ParseSpec(Doc(R"("selector":{"type":"foo"})"))) ==
+        Fingerprint(ParseSpec(Doc(R"("selector":{"type":{"$eq":"foo"}})"))));
   // query_params order enters the replication id, so it counts.
-  CHECK(Fingerprint(Parse(Doc(R"("filter":"d/f","query_params":{"a":"1","b":"2"})"))) !=
-        Fingerprint(Parse(Doc(R"("filter":"d/f","query_params":{"b":"2","a":"1"})"))));
+  CHECK(Fingerprint(ParseSpec(Doc(R"("filter":"d/f","query_params":{"a":"1","b":"2"})"))) !=
+        Fingerprint(ParseSpec(Doc(R"("filter":"d/f","query_params":{"b":"2","a":"1"})"))));
   // ...but whitespace does not.
-  CHECK(Fingerprint(Parse(Doc(R"("filter":"d/f","query_params":{"a":"1","b":"2"})"))) ==
-        Fingerprint(Parse(Doc(R"("filter":"d/f","query_params": { "a" : "1", "b" : "2" })"))));
+  CHECK(Fingerprint(ParseSpec(Doc(R"("filter":"d/f","query_params":{"a":"1","b":"2"})"))) ==
+        Fingerprint(ParseSpec(Doc(R"("filter":"d/f","query_params": { "a" : "1", "b" : "2" })"))));
 }
 
 TEST_CASE("spec: fingerprint changes with credentials and options") {
-  std::string base = Fingerprint(Parse(Doc()));
+  std::string base = Fingerprint(ParseSpec(Doc()));
   const std::vector<std::string> changed = {
       R"({"source":"http://u:p@a.example/src","target":"http://b.example/tgt"})",
       R"({"source":"http://u:q@a.example/src","target":"http://b.example/tgt"})",
@@ -893,21 +890,21 @@ TEST_CASE("spec: fingerprint changes with credentials and options") {
   std::vector<std::string> seen = {base};
   for (const std::string& doc : changed) {
     CAPTURE(doc);
-    std::string fp = Fingerprint(Parse(doc));
+    std::string fp = Fingerprint(ParseSpec(doc));
     CHECK(std::find(seen.begin(), seen.end(), fp) == seen.end());
     seen.push_back(fp);
   }
   // Defaults written out explicitly change nothing.
-  CHECK(Fingerprint(Parse(Doc(R"("continuous":false,"worker_processes":4,"use_bulk_get":true,)"
+  CHECK(Fingerprint(ParseSpec(Doc(R"("continuous":false,"worker_processes":4,"use_bulk_get":true,)"
                               R"("socket_options":"[{keepalive,true}]","doc_ids":null)"))) == base);
   // Only what the replication uses: query_params without a filter is unused.
-  CHECK(Fingerprint(Parse(Doc(R"("query_params":{"a":"1"})"))) == base);
+  CHECK(Fingerprint(ParseSpec(Doc(R"("query_params":{"a":"1"})"))) == base);
   // Resolved credentials count too.
   Endpoint other = Server();
   other.credentials.password = "rotated";
   std::string local = R"({"source":"foo","target":"http://b/t"})";
-  CHECK(Fingerprint(ResolveLocalEndpoints(Parse(local), Server(), nullptr)) !=
-        Fingerprint(ResolveLocalEndpoints(Parse(local), other, nullptr)));
+  CHECK(Fingerprint(ResolveLocalEndpoints(ParseSpec(local), Server(), nullptr)) !=
+        Fingerprint(ResolveLocalEndpoints(ParseSpec(local), other, nullptr)));
 }
 
 // ---------------------------------------------------------------------------
@@ -978,7 +975,7 @@ TEST_CASE("spec: deep nesting") {
   CHECK(Reason(R"({"source":"http://a/s","x":"\ud800)").rfind(
             "the document is not valid JSON: ", 0) == 0);
   // Deep, within simdjson's limit, in an ignored field: fine.
-  CHECK(Parse(Doc(R"("junk":)" + nest(1000))).warnings.empty());
+  CHECK(ParseSpec(Doc(R"("junk":)" + nest(1000))).warnings.empty());
   // Deep where the replication id would have to read it: a clear error up front.
   CHECK(Reason(Doc(R"("since_seq":)" + nest(1000))) ==
         "`since_seq` cannot be used: JSON nested too deeply");
@@ -995,12 +992,12 @@ TEST_CASE("spec: 10,000 fields, duplicate keys and a huge document") {
   for (int i = 0; i < 10000; ++i)
     many += "\"f" + std::to_string(i) + "\":" + std::to_string(i) + ",";
   many += R"("continuous":true,"source":"http://a/s","target":"t"})";
-  ReplicationSpec s = Parse(many);
+  ReplicationSpec s = ParseSpec(many);
   CHECK(s.continuous);
   CHECK(s.target.local);
 
   // Duplicate keys: the first wins (CouchDB's couch_util:get_value does the same).
-  s = Parse(R"({"source":"http://a/s","target":"t","continuous":true,"continuous":"no",)"
+  s = ParseSpec(R"({"source":"http://a/s","target":"t","continuous":true,"continuous":"no",)"
             R"("since_seq":1,"since_seq":2})");
   CHECK(s.continuous);
   CHECK(s.since_seq_json == "1");
@@ -1008,10 +1005,10 @@ TEST_CASE("spec: 10,000 fields, duplicate keys and a huge document") {
         "`continuous` must be a boolean");
 
   std::string huge = Doc(R"("blob":")" + std::string(8 << 20, 'x') + "\"");
-  CHECK(Parse(huge).warnings.empty());
+  CHECK(ParseSpec(huge).warnings.empty());
   std::string many_ids = R"("doc_ids":[)";
   for (int i = 0; i < 100000; ++i) many_ids += (i ? ",\"" : "\"") + std::to_string(i) + "\"";
-  CHECK(Parse(Doc(many_ids + "]")).doc_ids.size() == 100000);
+  CHECK(ParseSpec(Doc(many_ids + "]")).doc_ids.size() == 100000);
 }
 
 TEST_CASE("spec: wrong types everywhere never crash") {

@@ -39,14 +39,14 @@ constexpr const char* kUserFields =
     R"("neg":-0.000000000000000000001e-300,"float":2.50,"esc":"a\u00e9\"\/b\ud83d\ude00",)"
     R"("arr":[ 1 , 2 ],"unknown_field":{"deep":[{"x":null}]},"_replication_other":7)";
 
-std::string Doc(const std::string& extra = "") {
+std::string StoredDoc(const std::string& extra = "") {
   return std::string(R"({"_id":"r1","_rev":"3-abc",)") + kUserFields + extra + "}";
 }
 
 TEST_CASE("triggered on a fresh document: id, state and time appended, the rest untouched") {
-  auto out = ApplyStateWrite(Doc(), Triggered(), kNow);
+  auto out = ApplyStateWrite(StoredDoc(), Triggered(), kNow);
   REQUIRE(out);
-  CHECK(*out == Doc(std::string(R"(,"_replication_id":"abc+continuous",)") +
+  CHECK(*out == StoredDoc(std::string(R"(,"_replication_id":"abc+continuous",)") +
                     R"("_replication_state":"triggered","_replication_state_time":)" + kNowText));
 }
 
@@ -61,7 +61,7 @@ TEST_CASE("whitespace between tokens goes, bytes inside values stay") {
 }
 
 TEST_CASE("writing the same state again is a no-op and keeps the time") {
-  auto first = ApplyStateWrite(Doc(), Triggered(), kNow);
+  auto first = ApplyStateWrite(StoredDoc(), Triggered(), kNow);
   REQUIRE(first);
   CHECK_FALSE(ApplyStateWrite(*first, Triggered(), kLater));
   CHECK_FALSE(ApplyStateWrite(*first, State("triggered"), kLater));
@@ -70,13 +70,13 @@ TEST_CASE("writing the same state again is a no-op and keeps the time") {
   // A new id with the same state: the id changes, the time does not.
   auto other = ApplyStateWrite(*first, Triggered("def"), kLater);
   REQUIRE(other);
-  CHECK(*other == Doc(std::string(R"(,"_replication_id":"def",)") +
+  CHECK(*other == StoredDoc(std::string(R"(,"_replication_id":"def",)") +
                       R"("_replication_state":"triggered","_replication_state_time":)" + kNowText));
 }
 
 TEST_CASE("triggered -> completed: state replaced in place, new time, stats appended") {
   std::string doc =
-      Doc(std::string(R"(,"_replication_id":"abc","_replication_state":"triggered",)") +
+      StoredDoc(std::string(R"(,"_replication_id":"abc","_replication_state":"triggered",)") +
           R"("_replication_state_time":"2020-01-01T00:00:00Z","tail":true)");
   const char* stats =
       R"({"revisions_checked":3,"missing_revisions_found":3,"docs_read":3,"docs_written":3,)"
@@ -84,7 +84,7 @@ TEST_CASE("triggered -> completed: state replaced in place, new time, stats appe
       R"("start_time":"2026-11-23T14:30:00Z"})";
   auto out = ApplyStateWrite(doc, State("completed", std::nullopt, stats), kNow);
   REQUIRE(out);
-  CHECK(*out == Doc(std::string(R"(,"_replication_id":"abc","_replication_state":"completed",)") +
+  CHECK(*out == StoredDoc(std::string(R"(,"_replication_id":"abc","_replication_state":"completed",)") +
                     R"("_replication_state_time":)" + kNowText + R"(,"tail":true,)" +
                     R"("_replication_stats":)" + stats));
   // Completed again with the same stats, differently spaced: nothing to do.
@@ -104,18 +104,18 @@ TEST_CASE("triggered -> completed: state replaced in place, new time, stats appe
 }
 
 TEST_CASE("leaving completed removes the stats; error keeps a reason, other states drop it") {
-  std::string completed = Doc(std::string(R"(,"_replication_state":"completed",)") +
+  std::string completed = StoredDoc(std::string(R"(,"_replication_state":"completed",)") +
                               R"("_replication_state_time":"2020-01-01T00:00:00Z",)" +
                               R"("_replication_stats":{"docs_read":1})");
   auto error = ApplyStateWrite(completed, State("error", "`source` is missing"), kNow);
   REQUIRE(error);
-  CHECK(*error == Doc(std::string(R"(,"_replication_state":"error","_replication_state_time":)") +
+  CHECK(*error == StoredDoc(std::string(R"(,"_replication_state":"error","_replication_state_time":)") +
                       kNowText + R"(,"_replication_state_reason":"`source` is missing")"));
 
   // Same state, new reason: the reason changes, the time does not.
   auto reason2 = ApplyStateWrite(*error, State("error", "db_not_found: \"tgt\"\n"), kLater);
   REQUIRE(reason2);
-  CHECK(*reason2 == Doc(std::string(R"(,"_replication_state":"error","_replication_state_time":)") +
+  CHECK(*reason2 == StoredDoc(std::string(R"(,"_replication_state":"error","_replication_state_time":)") +
                         kNowText + R"(,"_replication_state_reason":"db_not_found: \"tgt\"\n")"));
   CHECK_FALSE(ApplyStateWrite(*reason2, State("error", "db_not_found: \"tgt\"\n"), kLater));
   // error without a reason keeps the stored one.
@@ -124,13 +124,13 @@ TEST_CASE("leaving completed removes the stats; error keeps a reason, other stat
   // error -> failed (terminal): new time, reason replaced.
   auto failed = ApplyStateWrite(*reason2, State("failed", "bad doc"), kLater);
   REQUIRE(failed);
-  CHECK(*failed == Doc(R"(,"_replication_state":"failed","_replication_state_time":)"
+  CHECK(*failed == StoredDoc(R"(,"_replication_state":"failed","_replication_state_time":)"
                        R"("2026-11-23T15:37:56Z","_replication_state_reason":"bad doc")"));
 
   // error -> triggered: the reason goes, even when one is passed.
   auto back = ApplyStateWrite(*reason2, State("triggered", "ignored"), kLater);
   REQUIRE(back);
-  CHECK(*back == Doc(R"(,"_replication_state":"triggered","_replication_state_time":)"
+  CHECK(*back == StoredDoc(R"(,"_replication_state":"triggered","_replication_state_time":)"
                      R"("2026-11-23T15:37:56Z")"));
   // completed with a stored reason: removed; stats passed with error: not written.
   auto odd = ApplyStateWrite(*reason2, State("completed"), kLater);
@@ -142,53 +142,53 @@ TEST_CASE("leaving completed removes the stats; error keeps a reason, other stat
 }
 
 TEST_CASE("writes without a state follow the stored state") {
-  std::string error = Doc(R"(,"_replication_state":"error","_replication_state_reason":"old")");
+  std::string error = StoredDoc(R"(,"_replication_state":"error","_replication_state_reason":"old")");
   StateWrite reason_only;
   reason_only.reason = "new";
   auto out = ApplyStateWrite(error, reason_only, kNow);
   REQUIRE(out);
-  CHECK(*out == Doc(R"(,"_replication_state":"error","_replication_state_reason":"new")"));
+  CHECK(*out == StoredDoc(R"(,"_replication_state":"error","_replication_state_reason":"new")"));
 
   StateWrite stats_only;
   stats_only.stats_json = R"({"docs_read":2})";
   CHECK_FALSE(ApplyStateWrite(error, stats_only, kNow));   // not completed
-  CHECK_FALSE(ApplyStateWrite(Doc(), reason_only, kNow));  // no state at all
-  std::string completed = Doc(R"(,"_replication_state":"completed")");
+  CHECK_FALSE(ApplyStateWrite(StoredDoc(), reason_only, kNow));  // no state at all
+  std::string completed = StoredDoc(R"(,"_replication_state":"completed")");
   auto stats = ApplyStateWrite(completed, stats_only, kNow);
   REQUIRE(stats);
-  CHECK(*stats == Doc(R"(,"_replication_state":"completed","_replication_stats":{"docs_read":2})"));
+  CHECK(*stats == StoredDoc(R"(,"_replication_state":"completed","_replication_stats":{"docs_read":2})"));
 
   // Only an id (a duplicate document): no state, no time.
   StateWrite id_only;
   id_only.replication_id = "abc";
-  auto id = ApplyStateWrite(Doc(), id_only, kNow);
+  auto id = ApplyStateWrite(StoredDoc(), id_only, kNow);
   REQUIRE(id);
-  CHECK(*id == Doc(R"(,"_replication_id":"abc")"));
+  CHECK(*id == StoredDoc(R"(,"_replication_id":"abc")"));
   CHECK_FALSE(ApplyStateWrite(*id, id_only, kLater));
 
   StateWrite clear;
   clear.clear_reason = true;
   auto cleared = ApplyStateWrite(error, clear, kNow);
   REQUIRE(cleared);
-  CHECK(*cleared == Doc(R"(,"_replication_state":"error")"));
+  CHECK(*cleared == StoredDoc(R"(,"_replication_state":"error")"));
   CHECK_FALSE(ApplyStateWrite(*cleared, clear, kNow));
 }
 
 TEST_CASE("a stored state without a time gets one; escaped stored values compare unescaped") {
-  auto out = ApplyStateWrite(Doc(R"(,"_replication_state":"triggered")"), State("triggered"), kNow);
+  auto out = ApplyStateWrite(StoredDoc(R"(,"_replication_state":"triggered")"), State("triggered"), kNow);
   REQUIRE(out);
-  CHECK(*out == Doc(std::string(R"(,"_replication_state":"triggered","_replication_state_time":)") +
+  CHECK(*out == StoredDoc(std::string(R"(,"_replication_state":"triggered","_replication_state_time":)") +
                     kNowText));
   std::string escaped =
-      Doc(R"(,"_replication_id":"a\u0062c","_replication_state":"\u0074riggered",)"
+      StoredDoc(R"(,"_replication_id":"a\u0062c","_replication_state":"\u0074riggered",)"
           R"("_replication_state_time":"2020-01-01T00:00:00Z")");
   CHECK_FALSE(ApplyStateWrite(escaped, Triggered("abc"), kNow));
   // A stored state that is not a string counts as different.
-  auto fixed = ApplyStateWrite(Doc(R"(,"_replication_state":1,"_replication_state_time":"t")"),
+  auto fixed = ApplyStateWrite(StoredDoc(R"(,"_replication_state":1,"_replication_state_time":"t")"),
                                State("triggered"), kNow);
   REQUIRE(fixed);
   CHECK(*fixed ==
-        Doc(std::string(R"(,"_replication_state":"triggered","_replication_state_time":)") +
+        StoredDoc(std::string(R"(,"_replication_state":"triggered","_replication_state_time":)") +
             kNowText));
 }
 
