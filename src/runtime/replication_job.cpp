@@ -137,6 +137,7 @@ Status ReplicationJob::Impl::Start() {
   target_instance = tgt_info->instance_start_time;
 
   std::optional<CheckpointDoc> src_doc, tgt_doc;
+  bool target_has_checkpoint_doc = false;
   if (spec.use_checkpoints) {
     auto s = source.GetLocal(settings.id.base);
     if (!s.ok()) return s.error();
@@ -146,6 +147,7 @@ Status ReplicationJob::Impl::Start() {
       auto parsed = ParseCheckpointDoc(**s);
       if (parsed.ok()) src_doc = *parsed;
     }
+    target_has_checkpoint_doc = t->has_value();
     if (*t) {
       auto parsed = ParseCheckpointDoc(**t);
       if (parsed.ok()) tgt_doc = *parsed;
@@ -168,6 +170,29 @@ Status ReplicationJob::Impl::Start() {
                decision.explanation,
                target_empty_at_start ? " (the target is empty: no _revs_diff)" : "");
   start_unix = clock.UnixSeconds();
+  if (spec.use_checkpoints && !target_has_checkpoint_doc) {
+    // A checkpoint document on the target from the start, at the start
+    // sequence: a target deleted and recreated before the first real
+    // checkpoint would otherwise take that checkpoint (written without a
+    // revision) as its own, claiming every change before it. With a
+    // document there, its disappearance shows at the next checkpoint (409).
+    CheckpointUpdate seed;
+    seed.session_id = session_id;
+    seed.run_start_time = static_cast<int64_t>(start_unix);
+    seed.now = seed.run_start_time;
+    seed.start_seq = start_seq;
+    seed.recorded_seq = start_seq;
+    seed.stats = decision.restored_stats;
+    CheckpointDoc doc = NextCheckpointDoc(previous, seed);
+    auto put = target.PutLocal(settings.id.base, RenderCheckpointDoc(doc, std::nullopt));
+    if (!put.ok()) {
+      Error e = put.error();
+      e.reason = "checkpoint on " + target.DisplayUrl() + " failed: " + e.reason;
+      return e;
+    }
+    if (!put->rev.empty()) target_rev = put->rev;
+    previous = doc;
+  }
   std::lock_guard<std::mutex> lock(mu);
   snap.stats.MaxWith(decision.restored_stats);
   snap.started_unix = start_unix;
