@@ -162,6 +162,10 @@ struct Engine::Impl {
   std::unique_ptr<WorkerPool> writers;
   std::optional<CouchClient> writer_client;  // the writers' shared session
   CancelToken writes_cancel;  // cuts the state writes in flight at the shutdown deadline
+  // The latest state write-back per "db/doc id": a write that failed is
+  // retried until it lands, unless a newer one for the document supersedes it.
+  std::mutex state_writes_mu;
+  std::map<std::string, uint64_t> state_writes;
   std::unique_ptr<WorkerPool> id_workers;
   std::unique_ptr<WorkerPool> run_pool;  // replication.active_jobs threads running passes
   // Engine thread: the wake feed's state, the pooled continuous runs by

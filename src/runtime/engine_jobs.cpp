@@ -296,15 +296,37 @@ void Engine::Impl::Apply(const std::vector<DocAction>& actions, TimePoint now) {
                    .error = reason},
                   spdlog::level::warn, "{}/{}: {}: {}", key.db, key.doc_id, *write.state, reason);
         }
-        writers->Post(std::hash<std::string>{}(key.db + "/" + key.doc_id), [this, key, write] {
+        const std::string name = key.db + "/" + key.doc_id;
+        uint64_t generation;
+        {
+          std::lock_guard<std::mutex> lock(state_writes_mu);
+          generation = ++state_writes[name];
+        }
+        writers->Post(std::hash<std::string>{}(name), [this, key, write, name, generation] {
           // One session (connections, cookie) serves every write-back.
           CouchClient db = writer_client->Database(key.db);
-          Status s = WriteState(db, key.doc_id, write, clock, RandomUnit);
-          if (!s.ok()) {
+          // A temporary failure is retried (1 s doubling to 1 min) until the
+          // state lands, a newer state of the document supersedes it, or the
+          // shutdown deadline cuts it: a state is never silently dropped.
+          Duration wait = std::chrono::seconds(1);
+          for (;;) {
+            Status s = WriteState(db, key.doc_id, write, clock, RandomUnit);
+            if (s.ok()) break;
             std::string error = ScrubSecrets(s.error().Message());
+            bool again = s.error().temporary() && !writes_cancel.cancelled();
+            if (again) {
+              std::lock_guard<std::mutex> lock(state_writes_mu);
+              again = state_writes[name] == generation;
+            }
             LogWith({.db = key.db, .doc_id = key.doc_id, .error = error}, spdlog::level::warn,
-                    "could not write the state of {}/{}: {}", key.db, key.doc_id, error);
+                    "could not write the state of {}/{}: {}{}", key.db, key.doc_id, error,
+                    again ? "; again in " + std::to_string(wait.count() / 1000) + " s" : std::string());
+            if (!again || !SleepUnlessCancelled(clock, wait, &writes_cancel)) break;
+            wait = std::min<Duration>(wait * 2, std::chrono::minutes(1));
           }
+          std::lock_guard<std::mutex> lock(state_writes_mu);
+          auto it = state_writes.find(name);
+          if (it != state_writes.end() && it->second == generation) state_writes.erase(it);
         });
         break;
       }
