@@ -83,7 +83,7 @@ class Pacer {
 
  private:
   // False (and nothing changes) within 80 ms of the last update.
-  bool UpdateAllowed(TimePoint now);
+  bool UpdateAllowed(TimePoint now) const;
 
   PacingSettings settings_;
   Duration pause_{0};

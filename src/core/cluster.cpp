@@ -17,11 +17,6 @@ uint64_t FnvAdd(uint64_t h, std::string_view s) {
   return h;
 }
 
-uint64_t FnvAddByte(uint64_t h, unsigned char c) {
-  h ^= c;
-  return h * kFnvPrime;
-}
-
 uint64_t SplitMix64Finish(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -31,10 +26,11 @@ uint64_t SplitMix64Finish(uint64_t z) {
 }  // namespace
 
 uint64_t RendezvousScore(std::string_view member, const DocKey& doc) {
+  constexpr std::string_view kSeparator("\0", 1);
   uint64_t h = FnvAdd(kFnvOffset, member);
-  h = FnvAddByte(h, 0);
+  h = FnvAdd(h, kSeparator);
   h = FnvAdd(h, doc.db);
-  h = FnvAddByte(h, 0);
+  h = FnvAdd(h, kSeparator);
   h = FnvAdd(h, doc.doc_id);
   return SplitMix64Finish(h);
 }

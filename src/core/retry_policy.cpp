@@ -28,9 +28,8 @@ constexpr Duration kQuietThreshold = std::chrono::seconds(1);
 constexpr int kQuietDecayFactor = 2;
 }  // namespace
 
-bool Pacer::UpdateAllowed(TimePoint now) {
-  if (last_update_ && now - *last_update_ < kMinUpdateGap) return false;
-  return true;
+bool Pacer::UpdateAllowed(TimePoint now) const {
+  return !last_update_ || now - *last_update_ >= kMinUpdateGap;
 }
 
 void Pacer::OnRateLimited(TimePoint now) {
