@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "couchrepd/clock.h"
+#include "couchrepd/doc_key.h"
 
 namespace couchrepd::cluster {
 
@@ -38,12 +39,7 @@ struct Timing {
   Duration lease_ttl = 30s;  // a heartbeat or lease unchanged this long is dead / free
 };
 
-// The identity of one replication document.
-struct DocKey {
-  std::string db;
-  std::string doc_id;
-  auto operator<=>(const DocKey&) const = default;
-};
+using couchrepd::DocKey;
 
 // The rendezvous score of a member for a document: FNV-1a (64 bit) over the
 // member id, database and document id, NUL-separated, then splitmix64's
@@ -116,6 +112,8 @@ class LeaseBook {
   // The revision last seen (for the conditional update that takes it).
   std::optional<std::string> Rev(const DocKey& doc) const;
   std::optional<std::string> Holder(const DocKey& doc) const;
+  // Leases per holder, of those held now (kMine or kHeld for their holder).
+  std::map<std::string, int> CountByHolder(TimePoint now) const;
 
  private:
   struct Lease {

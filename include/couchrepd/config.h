@@ -212,6 +212,27 @@ struct Config {
     bool operator==(const Limits&) const = default;
   };
 
+  // Several instances sharing the replication documents (SPEC §9): each
+  // document's job runs on exactly one live instance, decided through lease
+  // documents in `database` on the watched server.
+  struct Cluster {
+    // Off: this instance runs every document and writes nothing to `database`.
+    bool enabled = false;
+    // This instance's name among the members; empty: hostname:pid (a new
+    // member after each restart). Unique per instance.
+    std::string instance_id;
+    // The coordination database (created if missing): members' heartbeats
+    // and the leases. Every instance of one cluster names the same one.
+    std::string database = "couchrepd";
+    // Heartbeat and lease renewal period: shorter notices a dead instance
+    // sooner at the cost of one write plus one _bulk_docs per period.
+    std::chrono::milliseconds heartbeat = std::chrono::seconds(5);
+    // A member (or lease) unchanged this long is dead (free): the failover
+    // time. At least 3 heartbeats, so a late renewal is not a failover.
+    std::chrono::milliseconds lease_ttl = std::chrono::seconds(30);
+    bool operator==(const Cluster&) const = default;
+  };
+
   struct Log {
     enum class Level { kTrace, kDebug, kInfo, kWarn, kError };
     enum class Format {
@@ -235,6 +256,7 @@ struct Config {
   Retry retry;
   Status status;
   Limits limits;
+  Cluster cluster;
   Log log;
   // Graceful stop (SIGTERM): time to checkpoint running jobs before exiting anyway.
   std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(30);

@@ -33,18 +33,13 @@
 
 #include "couchrepd/clock.h"
 #include "couchrepd/config.h"
+#include "couchrepd/doc_key.h"
 #include "couchrepd/endpoint.h"
 #include "couchrepd/replication_id.h"
 #include "couchrepd/replication_spec.h"
 #include "couchrepd/result.h"
 
 namespace couchrepd {
-
-struct DocKey {
-  std::string db;
-  std::string doc_id;
-  auto operator<=>(const DocKey&) const = default;
-};
 
 struct DocProcessorSettings {
   Config::Replicator::WriteBack write_back = Config::Replicator::WriteBack::kClassic;

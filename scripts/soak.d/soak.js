@@ -257,6 +257,11 @@ server:
   auth: cookie          # the test server's sessions last 60 s (--session-timeout 60)
 scheduler:
   max_jobs: ${Math.max(500, 2 * opt.pairs)}
+replication:
+  # The pools' sockets are bounded (one pool per credentials: the admin's cookie, the
+  # documents' URL and auth-object credentials), so growth in fds is a leak, not a burst
+  # of keep-alive connections that a busy moment opened and 30 s idle will close.
+  host_connections: 4
 status:
   listen: 127.0.0.1:0
 log:

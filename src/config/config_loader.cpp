@@ -253,6 +253,7 @@ class Loader {
   std::vector<Field> Fields(Config& c);
   void CheckConsistency(const Config& c);
   void CheckReadable(const std::string& path, const std::string& file);
+  void CheckCluster(const Config::Cluster& cluster);
   void ResolveSecrets(Config& c);
   void ResolvePassword(const std::string& section, const std::string& username,
                        const char* env_name, std::string& password,
@@ -664,6 +665,14 @@ std::vector<Field> Loader::Fields(Config& c) {
               Int("max_response_bytes", c.limits.max_response_bytes, int64_t{1} << 20,
                   int64_t{1} << 32),
           }),
+      Sub("cluster",
+          {
+              Bool("enabled", c.cluster.enabled),
+              String("instance_id", c.cluster.instance_id),
+              String("database", c.cluster.database),
+              Dur("heartbeat", c.cluster.heartbeat),
+              Dur("lease_ttl", c.cluster.lease_ttl),
+          }),
       Sub("log",
           {
               Enum("level", c.log.level,
@@ -716,6 +725,33 @@ void Loader::CheckConsistency(const Config& c) {
   }
   CheckReadable("server.ca_file", c.server.ca_file);
   CheckReadable("replication.ca_file", c.replication.ca_file);
+  CheckCluster(c.cluster);
+}
+
+void Loader::CheckCluster(const Config::Cluster& cluster) {
+  // Not `_replicator` (its documents are replications) nor any name CouchDB
+  // refuses: names starting with '_' are reserved for its own databases.
+  if (!IsDatabaseName(cluster.database) || cluster.database == "_replicator") {
+    Problem("cluster.database",
+            "must be a database name (a-z first, then a-z 0-9 _$()+-/), got " +
+                Quote(cluster.database));
+  }
+  if (cluster.lease_ttl < 3 * cluster.heartbeat) {
+    Problem("cluster.lease_ttl", "(" + FormatDuration(cluster.lease_ttl) +
+                                     ") must be at least 3 heartbeats (3 x " +
+                                     FormatDuration(cluster.heartbeat) +
+                                     "): a job stops 2 heartbeats before its lease can expire");
+  }
+  if (cluster.heartbeat < std::chrono::milliseconds(100)) {
+    Problem("cluster.heartbeat", "must be at least 100ms, got " + FormatDuration(cluster.heartbeat));
+  }
+  bool printable = std::all_of(cluster.instance_id.begin(), cluster.instance_id.end(), [](char ch) {
+    return static_cast<unsigned char>(ch) > 0x20 && static_cast<unsigned char>(ch) < 0x7f;
+  });
+  if (!printable || cluster.instance_id.size() > 200) {
+    Problem("cluster.instance_id", "must be up to 200 printable ASCII characters without spaces, got " +
+                                       Quote(cluster.instance_id));
+  }
 }
 
 void Loader::CheckReadable(const std::string& path, const std::string& file) {

@@ -245,6 +245,13 @@ std::string DescribeConfig(const Config& c) {
   w.Section(0, "limits");
   w.Line(1, "max_response_bytes", std::to_string(c.limits.max_response_bytes));
 
+  w.Section(0, "cluster");
+  w.Line(1, "enabled", Bool(c.cluster.enabled));
+  w.Line(1, "instance_id", Scalar(c.cluster.instance_id));
+  w.Line(1, "database", Scalar(c.cluster.database));
+  w.Line(1, "heartbeat", Dur(c.cluster.heartbeat));
+  w.Line(1, "lease_ttl", Dur(c.cluster.lease_ttl));
+
   w.Section(0, "log");
   w.Line(1, "level", std::string(Name(c.log.level)));
   w.Line(1, "format", std::string(Name(c.log.format)));

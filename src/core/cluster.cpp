@@ -120,6 +120,14 @@ std::optional<std::string> LeaseBook::Rev(const DocKey& doc) const {
   return it->second.rev;
 }
 
+std::map<std::string, int> LeaseBook::CountByHolder(TimePoint now) const {
+  std::map<std::string, int> count;
+  for (const auto& [doc, l] : leases_) {
+    if (l.exists && !l.holder.empty() && now - l.last_change < timing_.lease_ttl) ++count[l.holder];
+  }
+  return count;
+}
+
 std::optional<std::string> LeaseBook::Holder(const DocKey& doc) const {
   auto it = leases_.find(doc);
   if (it == leases_.end() || !it->second.exists) return std::nullopt;

@@ -242,6 +242,12 @@ status:
   dashboard: false
 limits:
   max_response_bytes: 2097152
+cluster:
+  enabled: true
+  instance_id: node-1
+  database: repl-coord
+  heartbeat: 2s
+  lease_ttl: 10s
 log:
   level: DEBUG
   format: json
@@ -292,6 +298,7 @@ shutdown_timeout: 1m30s
   CHECK(c.replication.attachment_stream_threshold_bytes == 0);
   CHECK(c.replication.temp_dir == "/var/tmp/couchrepd");
   CHECK(c.limits.max_response_bytes == 2097152);
+  CHECK(c.cluster == Config::Cluster{true, "node-1", "repl-coord", seconds(2), seconds(10)});
   CHECK(c.retry.request_initial_wait == milliseconds(100));
   CHECK(c.retry.request_max_wait == seconds(10));
   CHECK(c.retry.request_budget == minutes(2));
@@ -776,6 +783,23 @@ TEST_CASE("replication.host_connections: a cap per host shared by all jobs, by d
   CHECK(DescribeConfig(d).find("host_connections: 0  # auto: 48") != std::string::npos);
   CHECK_PROBLEM(Problems("replication: {host_connections: -1}"), "replication.host_connections:");
   CHECK_PROBLEM(Problems("replication: {host_connections: lots}"), "replication.host_connections:");
+}
+
+TEST_CASE("cluster: off by default; database a name CouchDB accepts; lease_ttl at least 3 heartbeats") {
+  Config d = MustLoad("");
+  CHECK_FALSE(d.cluster.enabled);
+  CHECK(d.cluster.instance_id.empty());
+  CHECK(d.cluster.database == "couchrepd");
+  CHECK(d.cluster.heartbeat == std::chrono::seconds(5));
+  CHECK(d.cluster.lease_ttl == std::chrono::seconds(30));
+  // CouchDB answers 400 illegal_database_name to PUT /_anything but its own databases.
+  CHECK_PROBLEM(Problems("cluster: {database: _couchrepd}"), "cluster.database: must be a database name");
+  CHECK_PROBLEM(Problems("cluster: {database: _replicator}"), "cluster.database: must be a database name");
+  CHECK_PROBLEM(Problems("cluster: {heartbeat: 5s, lease_ttl: 14s}"),
+                "cluster.lease_ttl: (14s) must be at least 3 heartbeats");
+  CHECK(MustLoad("cluster: {heartbeat: 5s, lease_ttl: 15s}").cluster.lease_ttl == std::chrono::seconds(15));
+  CHECK_PROBLEM(Problems("cluster: {instance_id: \"a b\"}"), "cluster.instance_id:");
+  CHECK_PROBLEM(Problems("cluster: {enabled: maybe}"), "cluster.enabled:");
 }
 
 }  // namespace couchrepd

@@ -150,6 +150,20 @@ TEST_CASE("cluster leases: free, mine, held by a live member, expired after leas
   CHECK(book.Judge(d, "me", At(500s)) == LeaseBook::Verdict::kMine);
 }
 
+TEST_CASE("cluster leases: counted per holder while held, not once expired or released") {
+  Timing t{5s, 30s};
+  LeaseBook book(t);
+  book.Seen({"_replicator", "a"}, "one", "1-a", At(0s));
+  book.Seen({"_replicator", "b"}, "one", "1-b", At(10s));
+  book.Seen({"_replicator", "c"}, "two", "1-c", At(10s));
+  book.Seen({"_replicator", "d"}, "", "2-d", At(10s));
+  book.Missing({"_replicator", "e"});
+  CHECK(book.CountByHolder(At(20s)) == std::map<std::string, int>{{"one", 2}, {"two", 1}});
+  // "a" has not changed for lease_ttl: expired, no longer counted.
+  CHECK(book.CountByHolder(At(30s)) == std::map<std::string, int>{{"one", 1}, {"two", 1}});
+  CHECK(book.CountByHolder(At(40s)).empty());
+}
+
 TEST_CASE("cluster leases: a race for one lease has one winner (the conditional write decides)") {
   // Both saw the lease expired at the same revision; each writes with that revision. The
   // server accepts the first and answers 409 to the second, which reads the lease again
