@@ -159,4 +159,25 @@ struct Assignment {
 Assignment Reconcile(const std::string& self, const std::vector<std::string>& live,
                      const std::set<DocKey>& docs, const std::set<DocKey>& held);
 
+// What the status API shows at /_cluster: the members this instance sees,
+// their last heartbeats and how many documents each owns.
+struct ClusterView {
+  std::string self;
+  std::string database;
+  struct Member {
+    std::string id;
+    double last_heartbeat_unix = 0;  // when this instance last saw it change
+    bool live = false;
+    bool self = false;
+    int owns = 0;    // documents it wins by rendezvous hashing (over the live members)
+    int leases = 0;  // leases it holds (renewed within lease_ttl)
+  };
+  std::vector<Member> members;  // sorted by id
+  int documents = 0;            // replication documents known
+  int leases_held = 0;          // by this instance
+  uint64_t lease_conflicts = 0; // takes or renewals answered 409 (since start)
+  uint64_t leases_lost = 0;     // stopped because a renewal failed or was too late
+  std::string error;            // the last coordination failure, "" while fine
+};
+
 }  // namespace couchrepd::cluster

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "couchrepd/cluster.h"
 #include "couchrepd/config.h"
 #include "couchrepd/doc_processor.h"
 #include "couchrepd/replication_job.h"
@@ -66,6 +67,7 @@ struct EngineSnapshot {
   std::vector<FeedHealth> feeds;
   EngineCounters counters;
   bool shutting_down = false;
+  std::optional<cluster::ClusterView> cluster;  // cluster.enabled only
   // Wall-clock conversion for TimePoints in the views.
   TimePoint steady_now{};
   double unix_now = 0;

@@ -64,6 +64,11 @@ std::string EffectiveDocState(const EngineSnapshot& s, const DocView& doc);
 
 // `GET /_active_tasks`: one object per running job.
 std::string RenderActiveTasks(const EngineSnapshot& s, std::string_view node);
+// GET /_cluster: {"enabled":bool} and, when enabled, this instance's id, the
+// coordination database, documents known, leases held, lease conflicts and
+// losses, the last coordination error, and the members it sees (instance_id,
+// self, live, last_heartbeat, heartbeat_age_seconds, owns, leases).
+std::string RenderCluster(const EngineSnapshot& s);
 
 // `GET /health`: ok when every replicator feed is connected (and there is at
 // least one, and the engine is not shutting down).
@@ -119,6 +124,7 @@ struct StatusRoute {
     kMetrics,       // /metrics
     kHealth,        // /health and /health/ready
     kHealthLive,    // /health/live
+    kCluster,       // /_cluster
   };
   Kind kind = Kind::kNotFound;
   std::string job_id;

@@ -400,6 +400,41 @@ std::string RenderActiveTasks(const EngineSnapshot& s, std::string_view node) {
   return w.Take();
 }
 
+std::string RenderCluster(const EngineSnapshot& s) {
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("enabled").Bool(s.cluster.has_value());
+  if (s.cluster) {
+    const cluster::ClusterView& c = *s.cluster;
+    w.Key("instance_id");
+    Str(w, c.self);
+    w.Key("database");
+    Str(w, c.database);
+    w.Key("documents").Int(c.documents);
+    w.Key("leases_held").Int(c.leases_held);
+    w.Key("lease_conflicts").Uint(c.lease_conflicts);
+    w.Key("leases_lost").Uint(c.leases_lost);
+    w.Key("error");
+    StrOrNull(w, ScrubSecrets(c.error));
+    w.Key("members").BeginArray();
+    for (const auto& m : c.members) {
+      w.BeginObject();
+      w.Key("instance_id");
+      Str(w, m.id);
+      w.Key("self").Bool(m.self);
+      w.Key("live").Bool(m.live);
+      w.Key("last_heartbeat").String(Rfc3339(m.last_heartbeat_unix));
+      w.Key("heartbeat_age_seconds").Double(std::max(0.0, s.unix_now - m.last_heartbeat_unix));
+      w.Key("owns").Int(m.owns);
+      w.Key("leases").Int(m.leases);
+      w.EndObject();
+    }
+    w.EndArray();
+  }
+  w.EndObject();
+  return w.Take();
+}
+
 HealthReport RenderHealth(const EngineSnapshot& s) {
   std::vector<std::string> reasons;
   if (s.shutting_down) reasons.push_back("couchrepd is shutting down");
@@ -612,6 +647,28 @@ std::string RenderMetrics(const EngineSnapshot& s, const HttpMetricsSnapshot& ht
     processed.Add({{"database", f.db}}, f.docs_processed);
   }
 
+  Family members("couchrepd_cluster_members", "gauge",
+                 "Members of the cluster this instance sees, live or dead (cluster.enabled).");
+  Family owned("couchrepd_cluster_documents_owned", "gauge",
+               "Replication documents each live member owns by rendezvous hashing.");
+  Family held("couchrepd_cluster_leases_held", "gauge", "Leases this instance holds.");
+  Family conflicts("couchrepd_cluster_lease_conflicts_total", "counter",
+                   "Lease takes and renewals another member won (409).");
+  Family lost("couchrepd_cluster_leases_lost_total", "counter",
+              "Leases given up because a renewal failed or came too late (their jobs stopped).");
+  if (s.cluster) {
+    uint64_t live = 0;
+    for (const auto& m : s.cluster->members) {
+      live += m.live ? 1 : 0;
+      if (m.live) owned.Add({{"instance_id", m.id}}, static_cast<uint64_t>(m.owns));
+    }
+    members.Add({{"state", "live"}}, live);
+    members.Add({{"state", "dead"}}, s.cluster->members.size() - live);
+    held.Add({{"instance_id", s.cluster->self}}, static_cast<uint64_t>(s.cluster->leases_held));
+    conflicts.Add({}, s.cluster->lease_conflicts);
+    lost.Add({}, s.cluster->leases_lost);
+  }
+
   std::string out;
   for (const Family* f :
        {&build,       &jobs,           &docs,         &job_info,      &docs_read,
@@ -620,6 +677,9 @@ std::string RenderMetrics(const EngineSnapshot& s, const HttpMetricsSnapshot& ht
         &failures,    &retries,        &limited,      &connected,     &reconnects,
         &processed}) {
     f->AppendTo(out);
+  }
+  if (s.cluster) {
+    for (const Family* f : {&members, &owned, &held, &conflicts, &lost}) f->AppendTo(out);
   }
   return out;
 }
@@ -670,6 +730,8 @@ StatusRoute ParseStatusPath(std::string_view raw_path, const std::vector<std::st
     route.kind = Kind::kDashboard;
   } else if (n == 1 && parts[0] == "_active_tasks") {
     route.kind = Kind::kActiveTasks;
+  } else if (n == 1 && parts[0] == "_cluster") {
+    route.kind = Kind::kCluster;
   } else if (n == 1 && parts[0] == "metrics") {
     route.kind = Kind::kMetrics;
   } else if (n == 1 && parts[0] == "health") {

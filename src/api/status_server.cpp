@@ -242,6 +242,9 @@ struct StatusServer::Impl {
       case Kind::kActiveTasks:
         Reply(res, 200, RenderActiveTasks(*snap, node));
         return;
+      case Kind::kCluster:
+        Reply(res, 200, RenderCluster(*snap));
+        return;
       case Kind::kMetrics:
         Reply(res, 200, RenderMetrics(*snap, HttpMetrics(), COUCHREPD_VERSION),
               kMetricsContentType);

@@ -80,10 +80,21 @@ Result<std::string> Engine::Impl::Uuid() {
 void Engine::Impl::Handle(Event& e, TimePoint now) {
   switch (e.kind) {
     case Event::Kind::kRow:
-      Apply(processor.OnChange(e.db, e.row.id, e.row.deleted, e.row.doc, now, RandomUnit), now);
+      if (cluster) {
+        OnClusterRow(e.db, e.row, now);
+      } else {
+        Apply(processor.OnChange(e.db, e.row.id, e.row.deleted, e.row.doc, now, RandomUnit), now);
+      }
       break;
     case Event::Kind::kFeedLost:
+      ForgetClusterDatabase(e.db);
       Apply(processor.OnDatabaseRemoved(e.db, now), now);
+      break;
+    case Event::Kind::kLeaseGranted:
+      OnLeaseGranted(e.key, now);
+      break;
+    case Event::Kind::kLeaseRevoked:
+      OnLeaseRevoked(e.key, now);
       break;
     case Event::Kind::kIdComputed:
       Apply(processor.OnIdComputed(e.key, e.generation, *e.id, now, RandomUnit), now);
@@ -210,6 +221,7 @@ Status Engine::Start() {
   m.run_pool = std::make_unique<WorkerPool>(m.config.replication.active_jobs, "job runs",
                                             /*shared_queue=*/true);
   m.watcher = std::make_unique<ChangeWatcher>();
+  if (m.config.cluster.enabled) m.StartCluster();
   m.wake_thread = std::thread([&m] { m.RunWakeFeed(); });
   m.SyncDatabases({}, m.clock.Now());
   if (m.config.replicator.discover) m.discovery_thread = std::thread([&m] { m.RunDiscovery(); });

@@ -22,6 +22,7 @@
 #include "couchrepd/engine.h"
 #include "couchrepd/local_access.h"
 #include "couchrepd/log.h"
+#include "cluster_member.h"
 #include "worker_pool.h"
 
 namespace couchrepd {
@@ -63,7 +64,9 @@ struct Engine::Impl {
       kJobParked,   // a pass ended caught up (job_id, run, progress)
       kDbUpdated,   // databases on the watched server changed (dbs)
       kWakeFeed,    // the _db_updates feed (re)started or is missing (wake_feed)
-      kWatchFired   // a parked run's source changed, or watching it failed (job_id, run, watch_error)
+      kWatchFired,  // a parked run's source changed, or watching it failed (job_id, run, watch_error)
+      kLeaseGranted,  // cluster: this instance holds the lease of `key`: run it
+      kLeaseRevoked   // cluster: stop the job of `key`, then tell ClusterMember::Released
     };
     Kind kind = Kind::kWake;
     std::string db;
@@ -191,6 +194,12 @@ struct Engine::Impl {
 
   Clock& clock = SystemClock();
 
+  // --- cluster (config cluster.enabled; engine thread, except `cluster` itself) ---
+  std::unique_ptr<ClusterMember> cluster;
+  std::map<DocKey, ChangeRow> cluster_rows;  // the latest row of every replication document
+  std::set<DocKey> leased;                   // documents this instance may run
+  std::map<DocKey, std::set<uint64_t>> releasing;  // revoked: their runs still checkpointing
+
   // --- engine.cpp: the event queue and the engine loop ---
   static double RandomUnit();
   void Post(Event e);
@@ -241,6 +250,14 @@ struct Engine::Impl {
   void StartWatch(Runner& r);
   void OnWatchFired(Event& e, TimePoint now);
   void RunWakeFeed();
+
+  // --- engine_cluster.cpp: only the documents whose lease this instance holds ---
+  void StartCluster();
+  void OnClusterRow(const std::string& db, const ChangeRow& row, TimePoint now);
+  void OnLeaseGranted(const DocKey& key, TimePoint now);
+  void OnLeaseRevoked(const DocKey& key, TimePoint now);
+  void OnClusterRunEnded(uint64_t run);
+  void ForgetClusterDatabase(const std::string& db);
 
   // --- engine_snapshot.cpp ---
   void Publish(TimePoint now);

@@ -170,6 +170,7 @@ void Engine::Impl::OnJobEnded(Event& e, TimePoint now) {
       break;
     }
   }
+  if (was_stopping) OnClusterRunEnded(e.run);
   bool current = false;
   auto rit = runners.find(e.job_id);
   if (rit != runners.end() && rit->second.run == e.run) {

@@ -58,6 +58,7 @@ void Engine::Impl::Publish(TimePoint now) {
   for (const auto& [id, r] : runners) add_live(r);
   for (const auto& r : stopping) add_live(r);
   s->shutting_down = shutting_down.load();
+  if (cluster) s->cluster = cluster->View();
   std::lock_guard<std::mutex> lock(snapshot_mu);
   snapshot = std::move(s);
 }

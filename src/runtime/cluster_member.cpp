@@ -1,0 +1,431 @@
+// ClusterMember: heartbeats, leases and ownership through the coordination database (see the header).
+#include "cluster_member.h"
+
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <utility>
+
+#include "couchrepd/json.h"
+#include "couchrepd/limits.h"
+#include "couchrepd/log.h"
+
+namespace couchrepd {
+
+namespace {
+
+constexpr int kConflict = 409;
+constexpr int kNotFound = 404;
+constexpr int kExists = 412;
+constexpr std::string_view kMemberPrefix = "member:";
+constexpr std::string_view kLeasePrefix = "lease:";
+// Lease documents per _bulk_docs request (renewals, takes, releases).
+constexpr size_t kBulkChunk = 500;
+// Rows per _changes page of the coordination database.
+constexpr int64_t kChangesPage = 2000;
+
+// "lease:<db>:<doc id>" back to its document (database names have no ':').
+std::optional<DocKey> LeaseKey(std::string_view id) {
+  if (id.substr(0, kLeasePrefix.size()) != kLeasePrefix) return std::nullopt;
+  id.remove_prefix(kLeasePrefix.size());
+  auto colon = id.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  return DocKey{std::string(id.substr(0, colon)), std::string(id.substr(colon + 1))};
+}
+
+// A string member of a document, "" when absent or not a string.
+std::string StringField(simdjson::dom::element doc, std::string_view key) {
+  std::string_view v;
+  if (doc[key].get(v) != simdjson::SUCCESS) return "";
+  return std::string(v);
+}
+
+}  // namespace
+
+std::string DefaultInstanceId() {
+  char host[HOST_NAME_MAX + 1] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof host, "host");
+  return std::string(host) + ":" + std::to_string(getpid());
+}
+
+ClusterMember::ClusterMember(const Config::Cluster& config, std::string instance_id,
+                             CouchClient server, Hooks hooks, Clock& clock)
+    : config_(config),
+      timing_{config.heartbeat, config.lease_ttl},
+      self_(std::move(instance_id)),
+      db_(server.Database(config.database)),
+      hooks_(std::move(hooks)),
+      clock_(clock),
+      members_(self_, timing_),
+      book_(timing_),
+      own_(timing_) {
+  db_.SetCancel(&cancel_);
+  view_.self = self_;
+  view_.database = config_.database;
+}
+
+ClusterMember::~ClusterMember() {
+  if (thread_.joinable()) Stop(std::chrono::seconds(0));
+}
+
+void ClusterMember::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void ClusterMember::SetDoc(const DocKey& doc, bool exists) {
+  std::lock_guard<std::mutex> lock(mu_);
+  bool changed = exists ? docs_.insert(doc).second : docs_.erase(doc) > 0;
+  if (changed) {
+    kicked_ = true;
+    cv_.notify_one();
+  }
+}
+
+void ClusterMember::Released(const DocKey& doc) {
+  std::lock_guard<std::mutex> lock(mu_);
+  released_.insert(doc);
+  kicked_ = true;
+  cv_.notify_one();
+}
+
+cluster::ClusterView ClusterMember::View() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return view_;
+}
+
+void ClusterMember::Fail(const std::string& what, const Error& e) {
+  std::string text = what + ": " + ScrubSecrets(e.Message());
+  if (text != error_) {
+    LogWith({.db = config_.database, .error = text}, spdlog::level::warn, "cluster: {}", text);
+  }
+  error_ = std::move(text);
+}
+
+std::string ClusterMember::LeaseJson(const DocKey& doc, const std::string& holder,
+                                     bool deleted) const {
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("_id").String(cluster::LeaseDocId(doc));
+  if (auto rev = book_.Rev(doc)) w.Key("_rev").String(*rev);
+  if (deleted) w.Key("_deleted").Bool(true);
+  w.Key("type").String("lease");
+  w.Key("db").String(doc.db);
+  w.Key("doc_id").String(doc.doc_id);
+  w.Key("holder").String(holder);
+  w.Key("written_unix").Int(static_cast<int64_t>(clock_.UnixSeconds()));
+  w.EndObject();
+  return w.Take();
+}
+
+// This member's heartbeat document, written with its last revision (a 409
+// means it does not know the revision: read it and write again).
+void ClusterMember::Beat(TimePoint /*now*/) {
+  const std::string id = cluster::MemberDocId(self_);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    JsonWriter w;
+    w.BeginObject();
+    w.Key("_id").String(id);
+    if (!member_rev_.empty()) w.Key("_rev").String(member_rev_);
+    w.Key("type").String("member");
+    w.Key("instance_id").String(self_);
+    w.Key("heartbeat_unix").Int(static_cast<int64_t>(clock_.UnixSeconds()));
+    w.Key("leases").Int(static_cast<int64_t>(own_.Held().size()));
+    w.EndObject();
+    auto put = db_.PutDoc(id, w.str());
+    if (put.ok() && put->ok) {
+      member_rev_ = put->rev;
+      return;
+    }
+    if (!put.ok() && put.error().http_status == kConflict) {
+      auto got = db_.GetDoc(id);
+      simdjson::dom::parser parser;
+      simdjson::dom::element doc;
+      if (got.ok() && parser.parse(*got).get(doc) == simdjson::SUCCESS) {
+        member_rev_ = StringField(doc, "_rev");
+        continue;
+      }
+    }
+    Fail("heartbeat", put.ok() ? Error::Temporary(put->error, put->reason) : put.error());
+    return;
+  }
+}
+
+// Everything the coordination database changed since the last read: who is
+// alive, who holds what. False when the database could not be read.
+bool ClusterMember::ReadChanges(TimePoint now) {
+  for (;;) {
+    ChangesRequest req;
+    req.since = since_;
+    req.include_docs = true;
+    req.style = "main_only";
+    req.limit = kChangesPage;
+    simdjson::dom::parser parser;
+    uint64_t rows = 0;
+    auto r = db_.Changes(req, [&](const ChangeRow& row) {
+      ++rows;
+      since_ = row.seq;
+      simdjson::dom::element doc;
+      bool parsed = !row.doc.empty() && parser.parse(row.doc).get(doc) == simdjson::SUCCESS;
+      std::string rev = parsed ? StringField(doc, "_rev") : (row.revs.empty() ? "" : row.revs[0]);
+      if (row.id.rfind(kMemberPrefix, 0) == 0) {
+        std::string member = row.id.substr(kMemberPrefix.size());
+        if (row.deleted) {
+          if (member != self_) members_.Gone(member);
+        } else {
+          members_.Seen(member, rev, now);
+        }
+      } else if (auto key = LeaseKey(row.id)) {
+        if (row.deleted || !parsed) {
+          book_.Missing(*key);
+        } else {
+          book_.Seen(*key, StringField(doc, "holder"), rev, now);
+        }
+      }
+      return true;
+    });
+    if (!r.ok()) {
+      Fail("reading " + config_.database + "/_changes", r.error());
+      if (r.error().http_status == kNotFound) prepared_ = false;  // deleted: create it again
+      return false;
+    }
+    if (r->last_seq) since_ = *r->last_seq;
+    if (rows < static_cast<uint64_t>(kChangesPage)) return true;
+  }
+}
+
+// The leases this instance holds, renewed in one _bulk_docs per chunk. A
+// 409 means another member took the lease (this one was too late): its job
+// stops at once.
+void ClusterMember::Renew(TimePoint now) {
+  std::vector<DocKey> held;
+  for (const auto& doc : own_.Held()) held.push_back(doc);
+  for (size_t i = 0; i < held.size(); i += kBulkChunk) {
+    std::vector<std::string> body;
+    std::map<std::string, DocKey> by_id;
+    for (size_t j = i; j < std::min(held.size(), i + kBulkChunk); ++j) {
+      body.push_back(LeaseJson(held[j], self_, false));
+      by_id[cluster::LeaseDocId(held[j])] = held[j];
+    }
+    auto r = db_.BulkDocs(body, true);
+    if (!r.ok()) {
+      Fail("renewing leases", r.error());
+      return;
+    }
+    for (const auto& w : *r) {
+      auto it = by_id.find(w.id);
+      if (it == by_id.end()) continue;
+      if (w.ok) {
+        own_.Written(it->second, now);
+        book_.Seen(it->second, self_, w.rev, now);
+      } else if (w.error == "conflict") {
+        ++conflicts_;
+        ++lost_;
+        own_.Released(it->second);
+        revoking_.erase(it->second);
+        LogWith({.db = it->second.db, .doc_id = it->second.doc_id}, spdlog::level::warn,
+                "cluster: the lease of {}/{} was taken by another member; stopping its job",
+                it->second.db, it->second.doc_id);
+        hooks_.revoked(it->second);
+      }
+    }
+  }
+}
+
+// Leases not renewed for so long that another member may take them before
+// the next heartbeat: their jobs stop now (SPEC §9: never two runs for
+// longer than one heartbeat).
+void ClusterMember::GiveUpLate(TimePoint now) {
+  for (const auto& doc : own_.MustStop(now)) {
+    ++lost_;
+    own_.Released(doc);
+    revoking_.erase(doc);
+    LogWith({.db = doc.db, .doc_id = doc.doc_id}, spdlog::level::warn,
+            "cluster: could not renew the lease of {}/{} in time; stopping its job", doc.db,
+            doc.doc_id);
+    hooks_.revoked(doc);
+  }
+}
+
+// Takes the leases of the documents this instance now owns and gives back
+// (after their jobs stop) those another live member owns.
+void ClusterMember::Rebalance(TimePoint now) {
+  std::set<DocKey> docs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    docs = docs_;
+  }
+  auto live = members_.Live(now);
+  auto plan = cluster::Reconcile(self_, live, docs, own_.Held());
+  for (const auto& doc : plan.release) {
+    if (revoking_.insert(doc).second) hooks_.revoked(doc);
+  }
+  std::vector<DocKey> take;
+  for (const auto& doc : plan.take) {
+    auto verdict = book_.Judge(doc, self_, now);
+    if (verdict != cluster::LeaseBook::Verdict::kHeld) take.push_back(doc);
+  }
+  for (size_t i = 0; i < take.size(); i += kBulkChunk) {
+    std::vector<std::string> body;
+    std::map<std::string, DocKey> by_id;
+    for (size_t j = i; j < std::min(take.size(), i + kBulkChunk); ++j) {
+      body.push_back(LeaseJson(take[j], self_, false));
+      by_id[cluster::LeaseDocId(take[j])] = take[j];
+    }
+    auto r = db_.BulkDocs(body, true);
+    if (!r.ok()) {
+      Fail("taking leases", r.error());
+      return;
+    }
+    for (const auto& w : *r) {
+      auto it = by_id.find(w.id);
+      if (it == by_id.end()) continue;
+      if (w.ok) {
+        own_.Written(it->second, now);
+        book_.Seen(it->second, self_, w.rev, now);
+        hooks_.granted(it->second);
+      } else if (w.error == "conflict") {
+        ++conflicts_;  // another member was first; the next read of _changes tells who
+      }
+    }
+  }
+}
+
+// Gives back the leases of revoked documents whose jobs have stopped (all of
+// them when stopping): holder "" (or the lease deleted along with its
+// document), so the new owner starts at once.
+void ClusterMember::WriteReleases(TimePoint now, bool all) {
+  std::set<DocKey> released;
+  std::set<DocKey> docs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    released.swap(released_);
+    docs = docs_;
+  }
+  if (all) {
+    for (const auto& doc : own_.Held()) released.insert(doc);
+  }
+  std::vector<DocKey> give;
+  for (const auto& doc : released) {
+    revoking_.erase(doc);
+    if (own_.Holds(doc)) give.push_back(doc);
+  }
+  for (size_t i = 0; i < give.size(); i += kBulkChunk) {
+    std::vector<std::string> body;
+    std::map<std::string, DocKey> by_id;
+    for (size_t j = i; j < std::min(give.size(), i + kBulkChunk); ++j) {
+      body.push_back(LeaseJson(give[j], "", docs.count(give[j]) == 0));
+      by_id[cluster::LeaseDocId(give[j])] = give[j];
+    }
+    auto r = db_.BulkDocs(body, true);
+    if (!r.ok()) {
+      Fail("giving leases back", r.error());
+      // Kept: the next pass tries again (the leases are renewed meanwhile).
+      std::lock_guard<std::mutex> lock(mu_);
+      for (size_t j = i; j < give.size(); ++j) released_.insert(give[j]);
+      return;
+    }
+    for (const auto& w : *r) {
+      auto it = by_id.find(w.id);
+      if (it == by_id.end()) continue;
+      if (w.ok || w.error == "conflict") own_.Released(it->second);
+      if (w.ok) book_.Seen(it->second, "", w.rev, now);
+    }
+  }
+}
+
+void ClusterMember::PublishView(TimePoint now) {
+  cluster::ClusterView v;
+  v.self = self_;
+  v.database = config_.database;
+  std::set<DocKey> docs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    docs = docs_;
+  }
+  auto live = members_.Live(now);
+  std::map<std::string, int> owns;
+  for (const auto& doc : docs) {
+    if (auto owner = cluster::OwnerOf(live, doc)) ++owns[*owner];
+  }
+  auto holds = book_.CountByHolder(now);
+  const double unix_now = clock_.UnixSeconds();
+  for (const auto& m : members_.Members(now)) {
+    cluster::ClusterView::Member out;
+    out.id = m.id;
+    out.live = m.live;
+    out.self = m.self;
+    out.last_heartbeat_unix =
+        unix_now - std::chrono::duration<double>(now - m.last_change).count();
+    out.owns = owns[m.id];
+    out.leases = m.self ? static_cast<int>(own_.Held().size()) : holds[m.id];
+    v.members.push_back(std::move(out));
+  }
+  v.documents = static_cast<int>(docs.size());
+  v.leases_held = static_cast<int>(own_.Held().size());
+  v.lease_conflicts = conflicts_;
+  v.leases_lost = lost_;
+  v.error = error_;
+  std::lock_guard<std::mutex> lock(mu_);
+  view_ = std::move(v);
+}
+
+void ClusterMember::Loop() {
+  TimePoint next_beat = clock_.Now();
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_until(lock, next_beat, [&] { return stop_ || kicked_; });
+      if (stop_) return;
+      kicked_ = false;
+    }
+    TimePoint now = clock_.Now();
+    if (!prepared_) {
+      Status created = db_.CreateDb();
+      if (created.ok() || created.error().http_status == kExists) {
+        prepared_ = true;
+      } else {
+        Fail("creating " + config_.database, created.error());
+      }
+    }
+    const bool beat = now >= next_beat;
+    if (beat) {
+      next_beat = now + timing_.heartbeat;
+      Beat(now);
+    }
+    bool read = prepared_ && ReadChanges(now);
+    if (beat && prepared_) Renew(now);
+    GiveUpLate(now);
+    if (read) {
+      error_.clear();
+      WriteReleases(now, false);
+      Rebalance(now);
+    }
+    PublishView(now);
+  }
+}
+
+void ClusterMember::Stop(Duration budget) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    cv_.notify_one();
+  }
+  cancel_.Cancel();  // a request hanging on an unreachable server ends now
+  if (thread_.joinable()) thread_.join();
+  if (budget <= Duration::zero() || !prepared_) return;
+  db_.SetCancel(nullptr);
+  // The jobs have stopped: every lease goes back, and the heartbeat document
+  // goes so the others see this member gone at once.
+  TimePoint now = clock_.Now();
+  WriteReleases(now, true);
+  if (!member_rev_.empty()) {
+    auto gone = db_.DeleteDoc(cluster::MemberDocId(self_), member_rev_);
+    if (!gone.ok()) Fail("deleting the heartbeat document", gone.error());
+  }
+  PublishView(now);
+}
+
+}  // namespace couchrepd

@@ -1,0 +1,107 @@
+// ClusterMember: this instance's part in a cluster of couchrepd instances
+// (SPEC §9, config `cluster:`). The decisions are the pure core's
+// (couchrepd/cluster.h); this is their I/O, on one thread of its own:
+// every heartbeat it writes this member's document, reads the coordination
+// database's changes (heartbeats and leases of every member), renews its
+// leases in one _bulk_docs, gives up the leases it could not renew in time,
+// and takes or gives back leases as rendezvous ownership over the live
+// members says. A new replication document (SetDoc) is looked at at once,
+// without waiting for the next heartbeat.
+//
+// The engine tells it which replication documents exist (SetDoc) and when
+// the job of a document it was asked to give back has stopped (Released);
+// it tells the engine which documents this instance may run (granted) and
+// which it must stop (revoked). A lease is given back (holder "") only after
+// Released: the new owner starts the job after the old one checkpointed.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "couchrepd/cluster.h"
+#include "couchrepd/config.h"
+#include "couchrepd/couch_client.h"
+
+namespace couchrepd {
+
+class ClusterMember {
+ public:
+  struct Hooks {
+    std::function<void(const DocKey&)> granted;  // this instance holds the lease: run it
+    std::function<void(const DocKey&)> revoked;  // stop its job, then call Released
+  };
+
+  ClusterMember(const Config::Cluster& config, std::string instance_id, CouchClient server,
+                Hooks hooks, Clock& clock = SystemClock());
+  ~ClusterMember();
+  ClusterMember(const ClusterMember&) = delete;
+  ClusterMember& operator=(const ClusterMember&) = delete;
+
+  // Starts the thread (it creates the coordination database if missing).
+  void Start();
+  // Gives every lease back, deletes this member's heartbeat document (the
+  // others take over at once instead of after lease_ttl) and joins. Called
+  // after every job has stopped. Best effort within `budget`.
+  void Stop(Duration budget);
+
+  // A replication document exists (or no longer does).
+  void SetDoc(const DocKey& doc, bool exists);
+  // The job of a revoked document has stopped (or it had none).
+  void Released(const DocKey& doc);
+
+  cluster::ClusterView View() const;
+  const std::string& instance_id() const { return self_; }
+
+ private:
+  void Loop();
+  void Beat(TimePoint now);
+  bool ReadChanges(TimePoint now);
+  void Renew(TimePoint now);
+  void GiveUpLate(TimePoint now);
+  void Rebalance(TimePoint now);
+  void WriteReleases(TimePoint now, bool all);
+  std::string LeaseJson(const DocKey& doc, const std::string& holder, bool deleted) const;
+  void Fail(const std::string& what, const Error& e);
+  void PublishView(TimePoint now);
+
+  Config::Cluster config_;
+  cluster::Timing timing_;
+  std::string self_;
+  CouchClient db_;
+  Hooks hooks_;
+  Clock& clock_;
+  CancelToken cancel_;
+  std::thread thread_;
+
+  // Shared with the engine thread.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool kicked_ = false;
+  std::set<DocKey> docs_;
+  std::set<DocKey> released_;  // revoked and stopped: give back the lease
+  cluster::ClusterView view_;
+
+  // The thread's own.
+  cluster::Membership members_;
+  cluster::LeaseBook book_;
+  cluster::OwnLeases own_;
+  std::set<DocKey> revoking_;  // revoked, waiting for Released
+  std::string member_rev_;
+  std::string since_ = "0";
+  bool prepared_ = false;
+  uint64_t conflicts_ = 0;
+  uint64_t lost_ = 0;
+  std::string error_;
+};
+
+// "hostname:pid", the default instance id.
+std::string DefaultInstanceId();
+
+}  // namespace couchrepd
