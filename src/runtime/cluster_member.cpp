@@ -73,6 +73,25 @@ ClusterMember::~ClusterMember() {
 
 void ClusterMember::Start() {
   thread_ = std::thread([this] { Loop(); });
+  guard_ = std::thread([this] { Guard(); });
+}
+
+int ClusterMember::HeldCount() const {
+  std::lock_guard<std::mutex> lock(lease_mu_);
+  return static_cast<int>(own_.Held().size());
+}
+
+// Checks the leases' renewal deadlines ten times a heartbeat, whatever the
+// main thread is waiting for.
+void ClusterMember::Guard() {
+  const Duration tick = std::max<Duration>(timing_.heartbeat / 10, std::chrono::milliseconds(10));
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (cv_guard_.wait_for(lock, tick, [&] { return stop_; })) return;
+    }
+    GiveUpLate(clock_.Now());
+  }
 }
 
 void ClusterMember::SetDoc(const DocKey& doc, bool exists) {
@@ -122,7 +141,7 @@ std::string ClusterMember::LeaseJson(const DocKey& doc, const std::string& holde
 
 // This member's heartbeat document, written with its last revision (a 409
 // means it does not know the revision: read it and write again).
-void ClusterMember::Beat(TimePoint /*now*/) {
+void ClusterMember::Beat() {
   const std::string id = cluster::MemberDocId(self_);
   for (int attempt = 0; attempt < 2; ++attempt) {
     JsonWriter w;
@@ -132,7 +151,7 @@ void ClusterMember::Beat(TimePoint /*now*/) {
     w.Key("type").String("member");
     w.Key("instance_id").String(self_);
     w.Key("heartbeat_unix").Int(static_cast<int64_t>(clock_.UnixSeconds()));
-    w.Key("leases").Int(static_cast<int64_t>(own_.Held().size()));
+    w.Key("leases").Int(static_cast<int64_t>(HeldCount()));
     w.EndObject();
     auto put = db_.PutDoc(id, w.str());
     if (put.ok() && put->ok) {
@@ -155,7 +174,7 @@ void ClusterMember::Beat(TimePoint /*now*/) {
 
 // Everything the coordination database changed since the last read: who is
 // alive, who holds what. False when the database could not be read.
-bool ClusterMember::ReadChanges(TimePoint now) {
+bool ClusterMember::ReadChanges() {
   for (;;) {
     ChangesRequest req;
     req.since = since_;
@@ -166,6 +185,10 @@ bool ClusterMember::ReadChanges(TimePoint now) {
     uint64_t rows = 0;
     auto r = db_.Changes(req, [&](const ChangeRow& row) {
       ++rows;
+      // When this instance saw it (not when the pass began: a request may
+      // have waited long on an unreachable server, and a member seen
+      // changing then must not look stale at once).
+      const TimePoint now = clock_.Now();
       since_ = row.seq;
       simdjson::dom::element doc;
       bool parsed = !row.doc.empty() && parser.parse(row.doc).get(doc) == simdjson::SUCCESS;
@@ -192,6 +215,7 @@ bool ClusterMember::ReadChanges(TimePoint now) {
       return false;
     }
     if (r->last_seq) since_ = *r->last_seq;
+    if (rows > 0) spdlog::trace("cluster: {} changes of {} read", rows, config_.database);
     if (rows < static_cast<uint64_t>(kChangesPage)) return true;
   }
 }
@@ -199,9 +223,12 @@ bool ClusterMember::ReadChanges(TimePoint now) {
 // The leases this instance holds, renewed in one _bulk_docs per chunk. A
 // 409 means another member took the lease (this one was too late): its job
 // stops at once.
-void ClusterMember::Renew(TimePoint now) {
+void ClusterMember::Renew() {
   std::vector<DocKey> held;
-  for (const auto& doc : own_.Held()) held.push_back(doc);
+  {
+    std::lock_guard<std::mutex> lock(lease_mu_);
+    for (const auto& doc : own_.Held()) held.push_back(doc);
+  }
   for (size_t i = 0; i < held.size(); i += kBulkChunk) {
     std::vector<std::string> body;
     std::map<std::string, DocKey> by_id;
@@ -209,6 +236,7 @@ void ClusterMember::Renew(TimePoint now) {
       body.push_back(LeaseJson(held[j], self_, false));
       by_id[cluster::LeaseDocId(held[j])] = held[j];
     }
+    const TimePoint sent = clock_.Now();  // the lease is at least this fresh
     auto r = db_.BulkDocs(body, true);
     if (!r.ok()) {
       Fail("renewing leases", r.error());
@@ -217,14 +245,18 @@ void ClusterMember::Renew(TimePoint now) {
     for (const auto& w : *r) {
       auto it = by_id.find(w.id);
       if (it == by_id.end()) continue;
+      std::unique_lock<std::mutex> lock(lease_mu_);
+      if (!own_.Holds(it->second)) continue;  // the guard gave it up meanwhile
       if (w.ok) {
-        own_.Written(it->second, now);
-        book_.Seen(it->second, self_, w.rev, now);
+        own_.Written(it->second, sent);
+        lock.unlock();
+        book_.Seen(it->second, self_, w.rev, clock_.Now());
       } else if (w.error == "conflict") {
         ++conflicts_;
         ++lost_;
         own_.Released(it->second);
         revoking_.erase(it->second);
+        lock.unlock();
         LogWith({.db = it->second.db, .doc_id = it->second.doc_id}, spdlog::level::warn,
                 "cluster: the lease of {}/{} was taken by another member; stopping its job",
                 it->second.db, it->second.doc_id);
@@ -238,10 +270,17 @@ void ClusterMember::Renew(TimePoint now) {
 // the next heartbeat: their jobs stop now (SPEC §9: never two runs for
 // longer than one heartbeat).
 void ClusterMember::GiveUpLate(TimePoint now) {
-  for (const auto& doc : own_.MustStop(now)) {
-    ++lost_;
-    own_.Released(doc);
-    revoking_.erase(doc);
+  std::vector<DocKey> late;
+  {
+    std::lock_guard<std::mutex> lock(lease_mu_);
+    late = own_.MustStop(now);
+    for (const auto& doc : late) {
+      ++lost_;
+      own_.Released(doc);
+      revoking_.erase(doc);
+    }
+  }
+  for (const auto& doc : late) {
     LogWith({.db = doc.db, .doc_id = doc.doc_id}, spdlog::level::warn,
             "cluster: could not renew the lease of {}/{} in time; stopping its job", doc.db,
             doc.doc_id);
@@ -258,14 +297,26 @@ void ClusterMember::Rebalance(TimePoint now) {
     docs = docs_;
   }
   auto live = members_.Live(now);
-  auto plan = cluster::Reconcile(self_, live, docs, own_.Held());
-  for (const auto& doc : plan.release) {
-    if (revoking_.insert(doc).second) hooks_.revoked(doc);
+  cluster::Assignment plan;
+  std::vector<DocKey> revoke;
+  {
+    std::lock_guard<std::mutex> lock(lease_mu_);
+    plan = cluster::Reconcile(self_, live, docs, own_.Held());
+    for (const auto& doc : plan.release) {
+      if (revoking_.insert(doc).second) revoke.push_back(doc);
+    }
   }
+  for (const auto& doc : revoke) hooks_.revoked(doc);
   std::vector<DocKey> take;
   for (const auto& doc : plan.take) {
     auto verdict = book_.Judge(doc, self_, now);
     if (verdict != cluster::LeaseBook::Verdict::kHeld) take.push_back(doc);
+  }
+  if (!take.empty() || !plan.release.empty()) {
+    std::string names;
+    for (const auto& m : live) names += (names.empty() ? "" : ",") + m;
+    spdlog::debug("cluster: live members {}; taking {} leases, giving back {}", names, take.size(),
+                  plan.release.size());
   }
   for (size_t i = 0; i < take.size(); i += kBulkChunk) {
     std::vector<std::string> body;
@@ -274,6 +325,7 @@ void ClusterMember::Rebalance(TimePoint now) {
       body.push_back(LeaseJson(take[j], self_, false));
       by_id[cluster::LeaseDocId(take[j])] = take[j];
     }
+    const TimePoint sent = clock_.Now();
     auto r = db_.BulkDocs(body, true);
     if (!r.ok()) {
       Fail("taking leases", r.error());
@@ -283,8 +335,11 @@ void ClusterMember::Rebalance(TimePoint now) {
       auto it = by_id.find(w.id);
       if (it == by_id.end()) continue;
       if (w.ok) {
-        own_.Written(it->second, now);
-        book_.Seen(it->second, self_, w.rev, now);
+        {
+          std::lock_guard<std::mutex> lock(lease_mu_);
+          own_.Written(it->second, sent);
+        }
+        book_.Seen(it->second, self_, w.rev, clock_.Now());
         hooks_.granted(it->second);
       } else if (w.error == "conflict") {
         ++conflicts_;  // another member was first; the next read of _changes tells who
@@ -304,13 +359,16 @@ void ClusterMember::WriteReleases(TimePoint now, bool all) {
     released.swap(released_);
     docs = docs_;
   }
-  if (all) {
-    for (const auto& doc : own_.Held()) released.insert(doc);
-  }
   std::vector<DocKey> give;
-  for (const auto& doc : released) {
-    revoking_.erase(doc);
-    if (own_.Holds(doc)) give.push_back(doc);
+  {
+    std::lock_guard<std::mutex> lock(lease_mu_);
+    if (all) {
+      for (const auto& doc : own_.Held()) released.insert(doc);
+    }
+    for (const auto& doc : released) {
+      revoking_.erase(doc);
+      if (own_.Holds(doc)) give.push_back(doc);
+    }
   }
   for (size_t i = 0; i < give.size(); i += kBulkChunk) {
     std::vector<std::string> body;
@@ -330,7 +388,10 @@ void ClusterMember::WriteReleases(TimePoint now, bool all) {
     for (const auto& w : *r) {
       auto it = by_id.find(w.id);
       if (it == by_id.end()) continue;
-      if (w.ok || w.error == "conflict") own_.Released(it->second);
+      if (w.ok || w.error == "conflict") {
+        std::lock_guard<std::mutex> lock(lease_mu_);
+        own_.Released(it->second);
+      }
       if (w.ok) book_.Seen(it->second, "", w.rev, now);
     }
   }
@@ -360,13 +421,16 @@ void ClusterMember::PublishView(TimePoint now) {
     out.last_heartbeat_unix =
         unix_now - std::chrono::duration<double>(now - m.last_change).count();
     out.owns = owns[m.id];
-    out.leases = m.self ? static_cast<int>(own_.Held().size()) : holds[m.id];
+    out.leases = m.self ? HeldCount() : holds[m.id];
     v.members.push_back(std::move(out));
   }
   v.documents = static_cast<int>(docs.size());
-  v.leases_held = static_cast<int>(own_.Held().size());
+  v.leases_held = HeldCount();
   v.lease_conflicts = conflicts_;
-  v.leases_lost = lost_;
+  {
+    std::lock_guard<std::mutex> lock(lease_mu_);
+    v.leases_lost = lost_;
+  }
   v.error = error_;
   std::lock_guard<std::mutex> lock(mu_);
   view_ = std::move(v);
@@ -381,7 +445,8 @@ void ClusterMember::Loop() {
       if (stop_) return;
       kicked_ = false;
     }
-    TimePoint now = clock_.Now();
+    // Each step reads the clock anew: a request to an unreachable server may
+    // have taken the whole request timeout.
     if (!prepared_) {
       Status created = db_.CreateDb();
       if (created.ok() || created.error().http_status == kExists) {
@@ -390,20 +455,21 @@ void ClusterMember::Loop() {
         Fail("creating " + config_.database, created.error());
       }
     }
-    const bool beat = now >= next_beat;
+    const TimePoint start = clock_.Now();
+    const bool beat = start >= next_beat;
     if (beat) {
-      next_beat = now + timing_.heartbeat;
-      Beat(now);
+      next_beat = start + timing_.heartbeat;
+      Beat();
     }
-    bool read = prepared_ && ReadChanges(now);
-    if (beat && prepared_) Renew(now);
-    GiveUpLate(now);
+    bool read = prepared_ && ReadChanges();
+    if (beat && prepared_) Renew();
+    GiveUpLate(clock_.Now());
     if (read) {
       error_.clear();
-      WriteReleases(now, false);
-      Rebalance(now);
+      WriteReleases(clock_.Now(), false);
+      Rebalance(clock_.Now());
     }
-    PublishView(now);
+    PublishView(clock_.Now());
   }
 }
 
@@ -412,9 +478,11 @@ void ClusterMember::Stop(Duration budget) {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
     cv_.notify_one();
+    cv_guard_.notify_one();
   }
   cancel_.Cancel();  // a request hanging on an unreachable server ends now
   if (thread_.joinable()) thread_.join();
+  if (guard_.joinable()) guard_.join();
   if (budget <= Duration::zero() || !prepared_) return;
   db_.SetCancel(nullptr);
   // The jobs have stopped: every lease goes back, and the heartbeat document

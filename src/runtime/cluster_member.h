@@ -60,9 +60,11 @@ class ClusterMember {
 
  private:
   void Loop();
-  void Beat(TimePoint now);
-  bool ReadChanges(TimePoint now);
-  void Renew(TimePoint now);
+  void Guard();
+  int HeldCount() const;
+  void Beat();
+  bool ReadChanges();
+  void Renew();
   void GiveUpLate(TimePoint now);
   void Rebalance(TimePoint now);
   void WriteReleases(TimePoint now, bool all);
@@ -78,26 +80,33 @@ class ClusterMember {
   Clock& clock_;
   CancelToken cancel_;
   std::thread thread_;
+  // Gives up leases not renewed in time even while the thread above hangs in
+  // a request to an unreachable server.
+  std::thread guard_;
 
   // Shared with the engine thread.
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable cv_guard_;
   bool stop_ = false;
   bool kicked_ = false;
   std::set<DocKey> docs_;
   std::set<DocKey> released_;  // revoked and stopped: give back the lease
   cluster::ClusterView view_;
 
+  // The leases held: the thread's and the guard's.
+  mutable std::mutex lease_mu_;
+  cluster::OwnLeases own_;
+  std::set<DocKey> revoking_;  // revoked, waiting for Released
+  uint64_t lost_ = 0;
+
   // The thread's own.
   cluster::Membership members_;
   cluster::LeaseBook book_;
-  cluster::OwnLeases own_;
-  std::set<DocKey> revoking_;  // revoked, waiting for Released
   std::string member_rev_;
   std::string since_ = "0";
   bool prepared_ = false;
   uint64_t conflicts_ = 0;
-  uint64_t lost_ = 0;
   std::string error_;
 };
 

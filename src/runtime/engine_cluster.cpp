@@ -84,17 +84,24 @@ void Engine::Impl::OnLeaseRevoked(const DocKey& key, TimePoint now) {
           "cluster: {}/{} moves to another instance{}", key.db, key.doc_id,
           runs.empty() ? "" : "; its job checkpoints and stops first");
   if (runs.empty()) {
-    cluster->Released(key);
+    LeaseFree(key);
   } else {
     releasing[key] = std::move(runs);
   }
+}
+
+// The document's job has stopped here: its lease may go to its new owner.
+void Engine::Impl::LeaseFree(const DocKey& key) {
+  LogWith({.db = key.db, .doc_id = key.doc_id}, spdlog::level::info,
+          "cluster: {}/{} stopped here; its lease goes back", key.db, key.doc_id);
+  cluster->Released(key);
 }
 
 void Engine::Impl::OnClusterRunEnded(uint64_t run) {
   for (auto it = releasing.begin(); it != releasing.end();) {
     it->second.erase(run);
     if (it->second.empty()) {
-      cluster->Released(it->first);
+      LeaseFree(it->first);
       it = releasing.erase(it);
     } else {
       ++it;

@@ -257,6 +257,7 @@ struct Engine::Impl {
   void OnLeaseGranted(const DocKey& key, TimePoint now);
   void OnLeaseRevoked(const DocKey& key, TimePoint now);
   void OnClusterRunEnded(uint64_t run);
+  void LeaseFree(const DocKey& key);
   void ForgetClusterDatabase(const std::string& db);
 
   // --- engine_snapshot.cpp ---

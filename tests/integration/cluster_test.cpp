@@ -10,6 +10,7 @@
 
 #include "integration/serve_helpers.h"
 #include "integration/status_helpers.h"
+#include "support/fault_proxy.h"
 
 using namespace couchrepd;
 using namespace couchrepd::testing;
@@ -63,6 +64,23 @@ std::set<std::string> LiveMembers(int port) {
   return live;
 }
 
+// How many documents `member` owns by rendezvous hashing, as the instance at `port` sees it.
+int Owns(int port, const std::string& member) {
+  Got got = StatusGet(port, "/_cluster");
+  simdjson::dom::parser parser;
+  simdjson::dom::array members;
+  if (got.status != 200 || parser.parse(got.body)["members"].get(members) != simdjson::SUCCESS) return -1;
+  for (auto m : members) {
+    std::string_view id;
+    int64_t owns = 0;
+    if (m["instance_id"].get(id) == simdjson::SUCCESS && id == member &&
+        m["owns"].get(owns) == simdjson::SUCCESS) {
+      return static_cast<int>(owns);
+    }
+  }
+  return -1;
+}
+
 // The sources, the one-shot and continuous replication documents.
 void SetUpDocuments(TestServer& server, CouchClient& rep) {
   auto root = ServerClient(server);
@@ -89,6 +107,79 @@ void SetUpDocuments(TestServer& server, CouchClient& rep) {
   REQUIRE(put.ok());
 }
 
+// The timestamps (text log: the first word of the line) of the lines of
+// `log` that contain `text` and end with `ending`, in order.
+std::vector<std::string> LogTimes(const std::string& log, const std::string& text,
+                                  const std::string& ending = "") {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while ((at = log.find(text, at)) != std::string::npos) {
+    size_t begin = log.rfind('\n', at);
+    begin = begin == std::string::npos ? 0 : begin + 1;
+    size_t end = log.find('\n', at);
+    std::string line = log.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    if (line.size() >= ending.size() && line.compare(line.size() - ending.size(), ending.size(), ending) == 0) {
+      out.push_back(line.substr(0, line.find(' ')));
+    }
+    at += text.size();
+  }
+  return out;
+}
+
+// When the job of `doc` started (each run) in an instance's log.
+std::vector<std::string> Starts(const std::string& log, const std::string& doc) {
+  return LogTimes(log, "[_replicator/" + doc + " ", "] started");
+}
+
+// Continuous replication documents cont-000.. with a source of 3 documents each.
+void SetUpContinuous(TestServer& server, CouchClient& rep, int n) {
+  auto root = ServerClient(server);
+  std::vector<std::string> docs;
+  for (int i = 0; i < n; ++i) {
+    CouchClient src = root.Database("csrc-" + Num(i));
+    REQUIRE(src.CreateDb().ok());
+    PutPlainDocs(src, 0, 3, "c");
+    docs.push_back("{\"_id\":\"cont-" + Num(i) + "\"," +
+                   RepDocJson("csrc-" + Num(i), "ctgt-" + Num(i), true).substr(1));
+  }
+  REQUIRE(rep.BulkDocs(docs, true).ok());
+}
+
+// Every one of the n documents shown by exactly one instance, running, with a
+// checkpoint past 0; `who` gets the owners.
+bool AllRunningOnce(const std::map<std::string, int>& ports, int n,
+                    std::map<std::string, std::string>& who) {
+  who.clear();
+  for (const auto& [name, port] : ports) {
+    for (const auto& [doc, state] : StatusDocs(port)) {
+      if (state != "running" || who.count(doc)) return false;
+      who[doc] = name;
+    }
+  }
+  if (static_cast<int>(who.size()) != n) return false;
+  for (const auto& [doc, name] : who) {
+    std::string seq = JobField(ports.at(name), doc, {"info", "checkpointed_source_seq"});
+    if (seq.empty() || seq == "0" || seq[0] == '<') return false;
+  }
+  return true;
+}
+
+// A new document on each document's source arrives on its target.
+bool NewDocumentsArrive(TestServer& server, const std::vector<std::string>& docs,
+                        const std::string& id) {
+  auto root = ServerClient(server);
+  for (const auto& doc : docs) {
+    CouchClient src = root.Database("csrc-" + doc.substr(5));
+    REQUIRE(src.PutDoc(id, "{\"late\":true}").ok());
+  }
+  return WaitUntil([&] {
+    for (const auto& doc : docs) {
+      if (!root.Database("ctgt-" + doc.substr(5)).GetDoc(id).ok()) return false;
+    }
+    return true;
+  }, 60s);
+}
+
 }  // namespace
 
 TEST_CASE("cluster: 3 instances share 300 documents, each run by exactly one; kill -9 moves its jobs, resumed from their checkpoints") {
@@ -113,13 +204,18 @@ TEST_CASE("cluster: 3 instances share 300 documents, each run by exactly one; ki
   // document, written back by their owner), continuous ones running.
   std::map<std::string, std::vector<std::string>> who;
   bool settled = WaitUntil([&] {
-    who = WhoShows(ports);
+    who.clear();
+    std::map<std::string, std::string> state;
+    for (const auto& [name, port] : ports) {
+      for (const auto& [doc, st] : StatusDocs(port)) {
+        who[doc].push_back(name);
+        state[doc] = st;
+      }
+    }
     if (who.size() != kOneShot + kContinuous) return false;
     for (const auto& [doc, names] : who) {
       if (names.size() != 1) return false;
-    }
-    for (int i = 0; i < kOneShot; ++i) {
-      if (StatusDocs(ports[who["once-" + Num(i)][0]]).at("once-" + Num(i)) != "completed") return false;
+      if (state[doc] != (doc.rfind("once-", 0) == 0 ? "completed" : "running")) return false;
     }
     return true;
   }, 90s);
@@ -214,4 +310,125 @@ TEST_CASE("cluster: 3 instances share 300 documents, each run by exactly one; ki
   for (const auto& [name, port] : ports) {
     CHECK(LiveMembers(port) == std::set<std::string>{"a", "b"});
   }
+}
+
+TEST_CASE("cluster: a fourth instance joins; each moved job checkpoints and stops on its old owner before it starts on the new one") {
+  constexpr int kDocs = 80;
+  TestServer server;
+  auto root = ServerClient(server);
+  CouchClient rep = root.Database("_replicator");
+  std::map<std::string, std::unique_ptr<ServeProcess>> serves;
+  std::map<std::string, int> ports;
+  for (const std::string name : {"a", "b", "c"}) {
+    serves[name] = std::make_unique<ServeProcess>(ClusterConfig(server, name));
+    ports[name] = StatusPort(*serves[name]);
+  }
+  REQUIRE(WaitUntil([&] { return LiveMembers(ports["a"]).size() == 3 && LiveMembers(ports["c"]).size() == 3; }, 30s));
+  SetUpContinuous(server, rep, kDocs);
+  std::map<std::string, std::string> before;
+  REQUIRE(WaitUntil([&] { return AllRunningOnce(ports, kDocs, before); }, 90s));
+
+  serves["d"] = std::make_unique<ServeProcess>(ClusterConfig(server, "d"));
+  ports["d"] = StatusPort(*serves["d"]);
+  std::map<std::string, std::string> after;
+  // Settled: every instance sees the four, and each runs what it owns.
+  bool moved_all = WaitUntil([&] {
+    for (const auto& [name, port] : ports) {
+      if (LiveMembers(port).size() != 4) return false;
+    }
+    if (!AllRunningOnce(ports, kDocs, after)) return false;
+    for (const auto& [name, port] : ports) {
+      int runs = std::count_if(after.begin(), after.end(), [&](const auto& e) { return e.second == name; });
+      if (runs != Owns(port, name)) return false;
+    }
+    return true;
+  }, 90s);
+  INFO(serves["d"]->Log().substr(0, 5000));
+  REQUIRE(moved_all);
+  std::vector<std::string> moved;
+  for (const auto& [doc, owner] : after) {
+    // Rendezvous hashing: only documents the newcomer wins move, and only to it.
+    if (owner != before[doc]) {
+      CHECK(owner == "d");
+      moved.push_back(doc);
+    }
+  }
+  MESSAGE(moved.size() << " of " << kDocs << " documents moved to the fourth instance");
+  CHECK(moved.size() >= static_cast<size_t>(kDocs / 4 * 0.6));
+  CHECK(moved.size() <= static_cast<size_t>(kDocs / 4 * 1.4));
+  for (const auto& doc : moved) {
+    INFO(doc << " moved from " << before[doc]);
+    auto stopped = LogTimes(serves[before[doc]]->Log(), "cluster: _replicator/" + doc + " stopped here");
+    auto started = Starts(serves["d"]->Log(), doc);
+    REQUIRE(stopped.size() == 1);
+    REQUIRE(!started.empty());
+    // RFC 3339 UTC with milliseconds, one machine's clock: text order is time order.
+    CHECK(stopped[0] <= started.front());
+  }
+  // The moved jobs go on from where they were: new documents arrive.
+  CHECK(NewDocumentsArrive(server, moved, "after-join"));
+  for (const auto& [name, port] : ports) CHECK(LiveMembers(port).size() == 4);
+}
+
+TEST_CASE("cluster: an instance cut off from the server stops its jobs before its leases expire; the others take over; it rejoins without double runs") {
+  constexpr int kDocs = 60;
+  TestServer server;
+  FaultProxy proxy(server.url());
+  auto root = ServerClient(server);
+  CouchClient rep = root.Database("_replicator");
+  std::map<std::string, std::unique_ptr<ServeProcess>> serves;
+  std::map<std::string, int> ports;
+  for (const std::string name : {"a", "b", "c"}) {
+    std::string config = ClusterConfig(server, name);
+    if (name == "c") config.replace(config.find(server.url()), server.url().size(), proxy.url());
+    serves[name] = std::make_unique<ServeProcess>(config);
+    ports[name] = StatusPort(*serves[name]);
+  }
+  REQUIRE(WaitUntil([&] { return LiveMembers(ports["a"]).size() == 3 && LiveMembers(ports["c"]).size() == 3; }, 30s));
+  SetUpContinuous(server, rep, kDocs);
+  std::map<std::string, std::string> before;
+  REQUIRE(WaitUntil([&] { return AllRunningOnce(ports, kDocs, before); }, 90s));
+  std::vector<std::string> on_c;
+  for (const auto& [doc, owner] : before) {
+    if (owner == "c") on_c.push_back(doc);
+  }
+  REQUIRE(!on_c.empty());
+
+  proxy.Blackhole(true);
+  std::map<std::string, int> ab = {{"a", ports["a"]}, {"b", ports["b"]}};
+  std::map<std::string, std::string> cut;
+  bool taken = WaitUntil([&] { return AllRunningOnce(ab, kDocs, cut); }, 60s);
+  INFO(serves["c"]->Log().substr(serves["c"]->Log().size() > 8000 ? serves["c"]->Log().size() - 8000 : 0));
+  REQUIRE(taken);
+  CHECK(StatusDocs(ports["c"]).empty());  // its status API still answers: no jobs
+  for (const auto& doc : on_c) {
+    INFO(doc);
+    auto gave_up = LogTimes(serves["c"]->Log(), "could not renew the lease of _replicator/" + doc + " in time");
+    auto started = Starts(serves[cut[doc]]->Log(), doc);
+    REQUIRE(gave_up.size() == 1);
+    REQUIRE(!started.empty());
+    CHECK(gave_up[0] < started.back());
+  }
+  CHECK(NewDocumentsArrive(server, on_c, "while-cut"));
+
+  // Back: it rejoins and gets its documents again, each after the instance
+  // that ran it meanwhile stopped it.
+  proxy.Blackhole(false);
+  std::map<std::string, std::string> back;
+  REQUIRE(WaitUntil([&] {
+    return AllRunningOnce(ports, kDocs, back) && back == before;
+  }, 90s));
+  for (const auto& doc : on_c) {
+    INFO(doc);
+    auto stopped = LogTimes(serves[cut[doc]]->Log(), "cluster: _replicator/" + doc + " stopped here");
+    auto started = Starts(serves["c"]->Log(), doc);
+    REQUIRE(stopped.size() == 1);
+    REQUIRE(started.size() >= 2);
+    CHECK(stopped[0] <= started.back());
+  }
+  CHECK(NewDocumentsArrive(server, on_c, "after-rejoin"));
+  if (const char* dump = std::getenv("COUCHREPD_TEST_DUMP_LOGS")) {
+    for (auto& [name, serve] : serves) std::ofstream(std::string(dump) + "-" + name + ".log") << serve->Log();
+  }
+  CHECK(MetricSum(ports["c"], "couchrepd_cluster_leases_lost_total") == static_cast<double>(on_c.size()));
 }
