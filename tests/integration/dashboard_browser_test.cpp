@@ -335,6 +335,9 @@ TEST_CASE("dashboard: headless Chromium renders the jobs, the crashing job's err
     CHECK(std::atoi(Attribute(ElementWith(dom, "html", "data-refreshes"), "data-refreshes").c_str()) >= 3);
     std::string banner = ElementWith(dom, "p", "id=\"banner\"");
     CHECK(banner.find("hidden") != std::string::npos);
+    // One instance without cluster.enabled: no Cluster panel.
+    std::string cluster = ElementWith(dom, "section", "id=\"cluster\"");
+    CHECK(cluster.substr(0, cluster.find('>')).find("hidden") != std::string::npos);
 
     std::string once = RowOf(dom, "dash-once");
     std::string cont = RowOf(dom, "dash-cont");
@@ -430,4 +433,44 @@ TEST_CASE("dashboard: headless Chromium renders the jobs, the crashing job's err
     CHECK(be32(16) == 1400);  // IHDR width
     CHECK(be32(20) == 900);   // IHDR height
   }
+}
+
+TEST_CASE("dashboard: with cluster.enabled a Cluster panel lists the members, their liveness and what they own") {
+  std::string chromium = FindChromium();
+  if (chromium.empty()) FAIL("chromium is not installed (see the test above)");
+  TestServer server;
+  auto root = ServerClient(server);
+  auto src = root.Database("cl-src");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 5);
+  const int status_port = FreePort();
+  std::string config = ServeConfig(server, "",
+                                   "cluster:\n  enabled: true\n  instance_id: solo-1\n"
+                                   "  heartbeat: 1s\n  lease_ttl: 4s\n");
+  const std::string any_port = "listen: 127.0.0.1:0";
+  config.replace(config.find(any_port), any_port.size(),
+                 "listen: 127.0.0.1:" + std::to_string(status_port));
+  ServeProcess serve(config);
+  auto rep = root.Database("_replicator");
+  REQUIRE(WaitUntil([&] { return rep.GetDoc("_design/_replicator").ok(); }, 20s));
+  REQUIRE(rep.PutDoc("cl-cont", "{\"source\":\"cl-src\",\"target\":\"cl-tgt\",\"create_target\":true,"
+                                "\"continuous\":true}")
+              .ok());
+  REQUIRE(WaitUntil([&] { return DocState(HttpGet(status_port, "/_scheduler/docs").body, "cl-cont") == "running"; }, 30s));
+
+  BrowserRun run = RunChromium(chromium, "http://127.0.0.1:" + std::to_string(status_port) + "/", {"--dump-dom"});
+  INFO("chromium exit " << run.exit_code << ", stderr tail: " << run.err);
+  REQUIRE(run.exit_code == 0);
+  const std::string& dom = run.out;
+  INFO("DOM: " << (dom.size() > 20000 ? dom.substr(0, 20000) + "..." : dom));
+  std::string panel = ElementWith(dom, "section", "id=\"cluster\"");
+  REQUIRE_FALSE(panel.empty());
+  CHECK(panel.substr(0, panel.find('>')).find("hidden") == std::string::npos);  // its opening tag
+  size_t member = dom.find("data-member=\"solo-1\"");
+  REQUIRE(member != std::string::npos);
+  std::string item = dom.substr(member, dom.find("</li>", member) - member);
+  CHECK(item.find("solo-1 (this one)") != std::string::npos);
+  CHECK(item.find("live") != std::string::npos);
+  CHECK(item.find("owns 1 · leases 1") != std::string::npos);
+  CHECK(dom.find("this instance: solo-1, 1 of 1 documents") != std::string::npos);
 }
