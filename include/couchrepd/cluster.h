@@ -79,6 +79,12 @@ class Membership {
   };
   std::vector<Member> Members(TimePoint now) const;
 
+  // Members (never this instance) whose document has not changed for
+  // `age`, with its revision: their heartbeat documents may be deleted so
+  // that a member that died for good (kill -9, a lost machine; each restart
+  // with the default id is a new member) does not stay listed forever.
+  std::vector<std::pair<std::string, std::string>> Stale(TimePoint now, Duration age) const;
+
  private:
   struct Heartbeat {
     std::string rev;

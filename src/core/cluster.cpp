@@ -92,6 +92,15 @@ std::vector<Membership::Member> Membership::Members(TimePoint now) const {
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> Membership::Stale(TimePoint now,
+                                                                  Duration age) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [id, s] : members_) {
+    if (id != self_ && now - s.last_change >= age) out.emplace_back(id, s.rev);
+  }
+  return out;
+}
+
 void LeaseBook::Seen(const DocKey& doc, const std::string& holder, const std::string& rev,
                      TimePoint now) {
   Lease& l = leases_[doc];

@@ -397,6 +397,21 @@ void ClusterMember::WriteReleases(TimePoint now, bool all) {
   }
 }
 
+// Heartbeat documents of members dead for 10 lease_ttl are deleted (by whoever sees it first; a 409 means another did), so a
+// member gone for good leaves /_cluster. Its leases are not touched: they are
+// free to take once expired anyway.
+void ClusterMember::ForgetStale(TimePoint now) {
+  const Duration age = 10 * timing_.lease_ttl;
+  for (const auto& [member, rev] : members_.Stale(now, age)) {
+    auto gone = db_.DeleteDoc(cluster::MemberDocId(member), rev);
+    if (gone.ok() || gone.error().http_status == kConflict || gone.error().http_status == kNotFound) {
+      members_.Gone(member);
+      spdlog::info("cluster: member {} has been dead for {} s: its heartbeat document is deleted",
+                   member, std::chrono::duration_cast<std::chrono::seconds>(age).count());
+    }
+  }
+}
+
 void ClusterMember::PublishView(TimePoint now) {
   cluster::ClusterView v;
   v.self = self_;
@@ -468,6 +483,7 @@ void ClusterMember::Loop() {
       error_.clear();
       WriteReleases(clock_.Now(), false);
       Rebalance(clock_.Now());
+      if (beat) ForgetStale(clock_.Now());
     }
     PublishView(clock_.Now());
   }

@@ -68,6 +68,7 @@ class ClusterMember {
   void GiveUpLate(TimePoint now);
   void Rebalance(TimePoint now);
   void WriteReleases(TimePoint now, bool all);
+  void ForgetStale(TimePoint now);
   std::string LeaseJson(const DocKey& doc, const std::string& holder, bool deleted) const;
   void Fail(const std::string& what, const Error& e);
   void PublishView(TimePoint now);

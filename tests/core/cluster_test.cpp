@@ -150,6 +150,20 @@ TEST_CASE("cluster leases: free, mine, held by a live member, expired after leas
   CHECK(book.Judge(d, "me", At(500s)) == LeaseBook::Verdict::kMine);
 }
 
+TEST_CASE("cluster membership: members dead for long are stale (their documents may go); never this instance") {
+  Timing t{5s, 30s};
+  Membership m("self", t);
+  m.Seen("self", "1-s", At(0s));
+  m.Seen("old", "4-o", At(0s));
+  m.Seen("young", "1-y", At(0s));
+  m.Seen("young", "2-y", At(250s));
+  CHECK(m.Stale(At(299s), 300s).empty());
+  CHECK(m.Stale(At(300s), 300s) == std::vector<std::pair<std::string, std::string>>{{"old", "4-o"}});
+  CHECK(m.Stale(At(550s), 300s).size() == 2);
+  m.Gone("old");
+  CHECK(m.Stale(At(550s), 300s) == std::vector<std::pair<std::string, std::string>>{{"young", "2-y"}});
+}
+
 TEST_CASE("cluster leases: counted per holder while held, not once expired or released") {
   Timing t{5s, 30s};
   LeaseBook book(t);
