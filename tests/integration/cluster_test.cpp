@@ -432,3 +432,25 @@ TEST_CASE("cluster: an instance cut off from the server stops its jobs before it
   }
   CHECK(MetricSum(ports["c"], "couchrepd_cluster_leases_lost_total") == static_cast<double>(on_c.size()));
 }
+
+TEST_CASE("cluster: the heartbeat document of a member dead for 10 lease_ttl is deleted; it leaves /_cluster") {
+  TestServer server;
+  auto root = ServerClient(server);
+  CouchClient coord = root.Database("couchrepd");
+  REQUIRE(coord.CreateDb().ok());
+  // A member that died long ago (its document never changes again).
+  REQUIRE(coord.PutDoc("member:ghost", "{\"type\":\"member\",\"instance_id\":\"ghost\"}").ok());
+  std::string config = ServeConfig(server, "", "cluster:\n  enabled: true\n  instance_id: a\n"
+                                               "  heartbeat: 100ms\n  lease_ttl: 300ms\n");
+  ServeProcess serve(config);
+  int port = StatusPort(serve);
+  // First listed as a member (dead once 300 ms pass without a change)...
+  REQUIRE(WaitUntil([&] { return StatusGet(port, "/_cluster").body.find("\"ghost\"") != std::string::npos; }, 20s));
+  CHECK(LiveMembers(port) == std::set<std::string>{"a"});
+  // ... then, 3 s (10 x lease_ttl) after it was first seen, gone.
+  REQUIRE(WaitUntil([&] { return !coord.GetDoc("member:ghost").ok(); }, 20s));
+  CHECK(WaitUntil([&] { return StatusGet(port, "/_cluster").body.find("\"ghost\"") == std::string::npos; }, 5s));
+  CHECK(serve.Log().find("member ghost has been dead for 3 s") != std::string::npos);
+  // This instance's own document stays.
+  CHECK(coord.GetDoc("member:a").ok());
+}
