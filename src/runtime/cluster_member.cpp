@@ -59,9 +59,9 @@ ClusterMember::ClusterMember(const Config::Cluster& config, std::string instance
       db_(server.Database(config.database)),
       hooks_(std::move(hooks)),
       clock_(clock),
+      own_(timing_),
       members_(self_, timing_),
-      book_(timing_),
-      own_(timing_) {
+      book_(timing_) {
   db_.SetCancel(&cancel_);
   view_.self = self_;
   view_.database = config_.database;
@@ -220,6 +220,35 @@ bool ClusterMember::ReadChanges() {
   }
 }
 
+// Writes lease documents (`json` of each) in _bulk_docs chunks and calls
+// `on_result` with each document's answer and when its chunk was sent (the
+// lease is at least that fresh). Returns how many documents were written
+// before a chunk failed (all of them when none did; `what` names it in the
+// error).
+size_t ClusterMember::WriteLeases(const std::vector<DocKey>& docs,
+                                  const std::function<std::string(const DocKey&)>& json,
+                                  const std::string& what, const LeaseResult& on_result) {
+  for (size_t i = 0; i < docs.size(); i += kBulkChunk) {
+    std::vector<std::string> body;
+    std::map<std::string, DocKey> by_id;
+    for (size_t j = i; j < std::min(docs.size(), i + kBulkChunk); ++j) {
+      body.push_back(json(docs[j]));
+      by_id[cluster::LeaseDocId(docs[j])] = docs[j];
+    }
+    const TimePoint sent = clock_.Now();
+    auto r = db_.BulkDocs(body, true);
+    if (!r.ok()) {
+      Fail(what, r.error());
+      return i;
+    }
+    for (const auto& w : *r) {
+      auto it = by_id.find(w.id);
+      if (it != by_id.end()) on_result(it->second, w, sent);
+    }
+  }
+  return docs.size();
+}
+
 // The leases this instance holds, renewed in one _bulk_docs per chunk. A
 // 409 means another member took the lease (this one was too late): its job
 // stops at once.
@@ -229,41 +258,27 @@ void ClusterMember::Renew() {
     std::lock_guard<std::mutex> lock(lease_mu_);
     for (const auto& doc : own_.Held()) held.push_back(doc);
   }
-  for (size_t i = 0; i < held.size(); i += kBulkChunk) {
-    std::vector<std::string> body;
-    std::map<std::string, DocKey> by_id;
-    for (size_t j = i; j < std::min(held.size(), i + kBulkChunk); ++j) {
-      body.push_back(LeaseJson(held[j], self_, false));
-      by_id[cluster::LeaseDocId(held[j])] = held[j];
-    }
-    const TimePoint sent = clock_.Now();  // the lease is at least this fresh
-    auto r = db_.BulkDocs(body, true);
-    if (!r.ok()) {
-      Fail("renewing leases", r.error());
-      return;
-    }
-    for (const auto& w : *r) {
-      auto it = by_id.find(w.id);
-      if (it == by_id.end()) continue;
-      std::unique_lock<std::mutex> lock(lease_mu_);
-      if (!own_.Holds(it->second)) continue;  // the guard gave it up meanwhile
-      if (w.ok) {
-        own_.Written(it->second, sent);
-        lock.unlock();
-        book_.Seen(it->second, self_, w.rev, clock_.Now());
-      } else if (w.error == "conflict") {
-        ++conflicts_;
-        ++lost_;
-        own_.Released(it->second);
-        revoking_.erase(it->second);
-        lock.unlock();
-        LogWith({.db = it->second.db, .doc_id = it->second.doc_id}, spdlog::level::warn,
-                "cluster: the lease of {}/{} was taken by another member; stopping its job",
-                it->second.db, it->second.doc_id);
-        hooks_.revoked(it->second);
-      }
-    }
-  }
+  auto mine = [this](const DocKey& doc) { return LeaseJson(doc, self_, false); };
+  WriteLeases(held, mine, "renewing leases",
+              [this](const DocKey& doc, const DocWriteResult& w, TimePoint sent) {
+                std::unique_lock<std::mutex> lock(lease_mu_);
+                if (!own_.Holds(doc)) return;  // the guard gave it up meanwhile
+                if (w.ok) {
+                  own_.Written(doc, sent);
+                  lock.unlock();
+                  book_.Seen(doc, self_, w.rev, clock_.Now());
+                } else if (w.error == "conflict") {
+                  ++conflicts_;
+                  ++lost_;
+                  own_.Released(doc);
+                  revoking_.erase(doc);
+                  lock.unlock();
+                  LogWith({.db = doc.db, .doc_id = doc.doc_id}, spdlog::level::warn,
+                          "cluster: the lease of {}/{} was taken by another member; stopping its job",
+                          doc.db, doc.doc_id);
+                  hooks_.revoked(doc);
+                }
+              });
 }
 
 // Leases not renewed for so long that another member may take them before
@@ -318,40 +333,25 @@ void ClusterMember::Rebalance(TimePoint now) {
     spdlog::debug("cluster: live members {}; taking {} leases, giving back {}", names, take.size(),
                   plan.release.size());
   }
-  for (size_t i = 0; i < take.size(); i += kBulkChunk) {
-    std::vector<std::string> body;
-    std::map<std::string, DocKey> by_id;
-    for (size_t j = i; j < std::min(take.size(), i + kBulkChunk); ++j) {
-      body.push_back(LeaseJson(take[j], self_, false));
-      by_id[cluster::LeaseDocId(take[j])] = take[j];
-    }
-    const TimePoint sent = clock_.Now();
-    auto r = db_.BulkDocs(body, true);
-    if (!r.ok()) {
-      Fail("taking leases", r.error());
-      return;
-    }
-    for (const auto& w : *r) {
-      auto it = by_id.find(w.id);
-      if (it == by_id.end()) continue;
-      if (w.ok) {
-        {
-          std::lock_guard<std::mutex> lock(lease_mu_);
-          own_.Written(it->second, sent);
-        }
-        book_.Seen(it->second, self_, w.rev, clock_.Now());
-        hooks_.granted(it->second);
-      } else if (w.error == "conflict") {
-        ++conflicts_;  // another member was first; the next read of _changes tells who
-      }
-    }
-  }
+  WriteLeases(take, [this](const DocKey& doc) { return LeaseJson(doc, self_, false); },
+              "taking leases", [this](const DocKey& doc, const DocWriteResult& w, TimePoint sent) {
+                if (w.ok) {
+                  {
+                    std::lock_guard<std::mutex> lock(lease_mu_);
+                    own_.Written(doc, sent);
+                  }
+                  book_.Seen(doc, self_, w.rev, clock_.Now());
+                  hooks_.granted(doc);
+                } else if (w.error == "conflict") {
+                  ++conflicts_;  // another member was first; the next read of _changes tells who
+                }
+              });
 }
 
 // Gives back the leases of revoked documents whose jobs have stopped (all of
 // them when stopping): holder "" (or the lease deleted along with its
 // document), so the new owner starts at once.
-void ClusterMember::WriteReleases(TimePoint now, bool all) {
+void ClusterMember::WriteReleases(bool all) {
   std::set<DocKey> released;
   std::set<DocKey> docs;
   {
@@ -370,31 +370,19 @@ void ClusterMember::WriteReleases(TimePoint now, bool all) {
       if (own_.Holds(doc)) give.push_back(doc);
     }
   }
-  for (size_t i = 0; i < give.size(); i += kBulkChunk) {
-    std::vector<std::string> body;
-    std::map<std::string, DocKey> by_id;
-    for (size_t j = i; j < std::min(give.size(), i + kBulkChunk); ++j) {
-      body.push_back(LeaseJson(give[j], "", docs.count(give[j]) == 0));
-      by_id[cluster::LeaseDocId(give[j])] = give[j];
-    }
-    auto r = db_.BulkDocs(body, true);
-    if (!r.ok()) {
-      Fail("giving leases back", r.error());
-      // Kept: the next pass tries again (the leases are renewed meanwhile).
-      std::lock_guard<std::mutex> lock(mu_);
-      for (size_t j = i; j < give.size(); ++j) released_.insert(give[j]);
-      return;
-    }
-    for (const auto& w : *r) {
-      auto it = by_id.find(w.id);
-      if (it == by_id.end()) continue;
-      if (w.ok || w.error == "conflict") {
-        std::lock_guard<std::mutex> lock(lease_mu_);
-        own_.Released(it->second);
-      }
-      if (w.ok) book_.Seen(it->second, "", w.rev, now);
-    }
-  }
+  auto json = [&](const DocKey& doc) { return LeaseJson(doc, "", docs.count(doc) == 0); };
+  size_t written = WriteLeases(give, json, "giving leases back",
+                               [this](const DocKey& doc, const DocWriteResult& w, TimePoint) {
+                                 if (w.ok || w.error == "conflict") {
+                                   std::lock_guard<std::mutex> lock(lease_mu_);
+                                   own_.Released(doc);
+                                 }
+                                 if (w.ok) book_.Seen(doc, "", w.rev, clock_.Now());
+                               });
+  // The ones not written are kept: the next pass tries again (they are
+  // renewed meanwhile).
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t j = written; j < give.size(); ++j) released_.insert(give[j]);
 }
 
 // Heartbeat documents of members dead for 10 lease_ttl are deleted (by whoever sees it first; a 409 means another did), so a
@@ -481,7 +469,7 @@ void ClusterMember::Loop() {
     GiveUpLate(clock_.Now());
     if (read) {
       error_.clear();
-      WriteReleases(clock_.Now(), false);
+      WriteReleases(false);
       Rebalance(clock_.Now());
       if (beat) ForgetStale(clock_.Now());
     }
@@ -504,7 +492,7 @@ void ClusterMember::Stop(Duration budget) {
   // The jobs have stopped: every lease goes back, and the heartbeat document
   // goes so the others see this member gone at once.
   TimePoint now = clock_.Now();
-  WriteReleases(now, true);
+  WriteReleases(true);
   if (!member_rev_.empty()) {
     auto gone = db_.DeleteDoc(cluster::MemberDocId(self_), member_rev_);
     if (!gone.ok()) Fail("deleting the heartbeat document", gone.error());

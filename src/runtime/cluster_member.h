@@ -67,8 +67,12 @@ class ClusterMember {
   void Renew();
   void GiveUpLate(TimePoint now);
   void Rebalance(TimePoint now);
-  void WriteReleases(TimePoint now, bool all);
+  void WriteReleases(bool all);
   void ForgetStale(TimePoint now);
+  using LeaseResult = std::function<void(const DocKey&, const DocWriteResult&, TimePoint sent)>;
+  size_t WriteLeases(const std::vector<DocKey>& docs,
+                     const std::function<std::string(const DocKey&)>& json,
+                     const std::string& what, const LeaseResult& on_result);
   std::string LeaseJson(const DocKey& doc, const std::string& holder, bool deleted) const;
   void Fail(const std::string& what, const Error& e);
   void PublishView(TimePoint now);

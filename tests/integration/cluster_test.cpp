@@ -32,6 +32,16 @@ std::string Num(int i) {
   return buf;
 }
 
+// couchrepd instances by name, with their status API ports.
+struct Instances {
+  std::map<std::string, std::unique_ptr<ServeProcess>> serves;
+  std::map<std::string, int> ports;
+  void Start(const std::string& name, const std::string& config) {
+    serves[name] = std::make_unique<ServeProcess>(config);
+    ports[name] = StatusPort(*serves[name]);
+  }
+};
+
 // The documents an instance shows in its status API, with their states.
 using Shown = std::map<std::string, std::string>;
 
@@ -186,12 +196,9 @@ TEST_CASE("cluster: 3 instances share 300 documents, each run by exactly one; ki
   TestServer server;
   auto root = ServerClient(server);
   CouchClient rep = root.Database("_replicator");
-  std::map<std::string, std::unique_ptr<ServeProcess>> serves;
-  std::map<std::string, int> ports;
-  for (const std::string name : {"a", "b", "c"}) {
-    serves[name] = std::make_unique<ServeProcess>(ClusterConfig(server, name));
-    ports[name] = StatusPort(*serves[name]);
-  }
+  Instances cluster;
+  auto& [serves, ports] = cluster;
+  for (const std::string name : {"a", "b", "c"}) cluster.Start(name, ClusterConfig(server, name));
   REQUIRE(WaitUntil([&] {
     for (const auto& [name, port] : ports) {
       if (LiveMembers(port) != std::set<std::string>{"a", "b", "c"}) return false;
@@ -317,19 +324,15 @@ TEST_CASE("cluster: a fourth instance joins; each moved job checkpoints and stop
   TestServer server;
   auto root = ServerClient(server);
   CouchClient rep = root.Database("_replicator");
-  std::map<std::string, std::unique_ptr<ServeProcess>> serves;
-  std::map<std::string, int> ports;
-  for (const std::string name : {"a", "b", "c"}) {
-    serves[name] = std::make_unique<ServeProcess>(ClusterConfig(server, name));
-    ports[name] = StatusPort(*serves[name]);
-  }
+  Instances cluster;
+  auto& [serves, ports] = cluster;
+  for (const std::string name : {"a", "b", "c"}) cluster.Start(name, ClusterConfig(server, name));
   REQUIRE(WaitUntil([&] { return LiveMembers(ports["a"]).size() == 3 && LiveMembers(ports["c"]).size() == 3; }, 30s));
   SetUpContinuous(server, rep, kDocs);
   std::map<std::string, std::string> before;
   REQUIRE(WaitUntil([&] { return AllRunningOnce(ports, kDocs, before); }, 90s));
 
-  serves["d"] = std::make_unique<ServeProcess>(ClusterConfig(server, "d"));
-  ports["d"] = StatusPort(*serves["d"]);
+  cluster.Start("d", ClusterConfig(server, "d"));
   std::map<std::string, std::string> after;
   // Settled: every instance sees the four, and each runs what it owns.
   bool moved_all = WaitUntil([&] {
@@ -376,13 +379,12 @@ TEST_CASE("cluster: an instance cut off from the server stops its jobs before it
   FaultProxy proxy(server.url());
   auto root = ServerClient(server);
   CouchClient rep = root.Database("_replicator");
-  std::map<std::string, std::unique_ptr<ServeProcess>> serves;
-  std::map<std::string, int> ports;
+  Instances cluster;
+  auto& [serves, ports] = cluster;
   for (const std::string name : {"a", "b", "c"}) {
     std::string config = ClusterConfig(server, name);
     if (name == "c") config.replace(config.find(server.url()), server.url().size(), proxy.url());
-    serves[name] = std::make_unique<ServeProcess>(config);
-    ports[name] = StatusPort(*serves[name]);
+    cluster.Start(name, config);
   }
   REQUIRE(WaitUntil([&] { return LiveMembers(ports["a"]).size() == 3 && LiveMembers(ports["c"]).size() == 3; }, 30s));
   SetUpContinuous(server, rep, kDocs);
