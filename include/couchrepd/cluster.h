@@ -11,10 +11,13 @@
 //   computes the same owner without talking, and a member coming or going
 //   moves only the documents it wins or held (OwnerOf, Reconcile);
 // - before running a job the owner takes the replication's lease document,
-//   relying on the server's revision conflict (409) for mutual exclusion; a
-//   lease held by another member may be taken once it has not changed for
-//   `lease_ttl` (LeaseBook), and an instance whose renewals fail stops its
-//   jobs before its leases can expire (OwnLeases::MustStop).
+//   relying on the server's revision conflict (409) for mutual exclusion. A
+//   lease stays its holder's while the holder's heartbeat is live: the
+//   heartbeat renews all of a member's leases at once, so the cost per
+//   heartbeat does not grow with the number of documents. A lease of a dead
+//   member may be taken (LeaseBook), and an instance whose heartbeat writes
+//   fail stops its jobs before the others may judge it dead
+//   (OwnLeases::MustStop).
 // No I/O, no clock reads, no locks: callers pass the time in.
 #pragma once
 
@@ -100,35 +103,32 @@ class Membership {
 // What this instance has seen of lease documents (its own and others').
 class LeaseBook {
  public:
-  explicit LeaseBook(Timing timing) : timing_(timing) {}
-
   // A lease document seen: its holder ("" = released) and revision.
-  void Seen(const DocKey& doc, const std::string& holder, const std::string& rev, TimePoint now);
+  void Seen(const DocKey& doc, const std::string& holder, const std::string& rev);
   // The lease document does not exist (never taken, or deleted).
   void Missing(const DocKey& doc);
 
   enum class Verdict {
     kFree,         // no document, or released: create or update it
     kMine,         // already held by `self`
-    kHeld,         // another member holds it and renewed it within lease_ttl
-    kExpired,      // another member holds it but it has not changed for lease_ttl
+    kHeld,         // another member holds it and is live
+    kExpired,      // another member holds it but is dead (or unknown): take it
     kUnknown,      // never seen: read it first
   };
-  Verdict Judge(const DocKey& doc, const std::string& self, TimePoint now) const;
+  // `live`: the live members, sorted (Membership::Live).
+  Verdict Judge(const DocKey& doc, const std::string& self, const std::vector<std::string>& live) const;
   // The revision last seen (for the conditional update that takes it).
   std::optional<std::string> Rev(const DocKey& doc) const;
   std::optional<std::string> Holder(const DocKey& doc) const;
-  // Leases per holder, of those held now (kMine or kHeld for their holder).
-  std::map<std::string, int> CountByHolder(TimePoint now) const;
+  // Leases per live holder.
+  std::map<std::string, int> CountByHolder(const std::vector<std::string>& live) const;
 
  private:
   struct Lease {
     bool exists = false;
     std::string holder;
     std::string rev;
-    TimePoint last_change;
   };
-  Timing timing_;
   std::map<DocKey, Lease> leases_;
 };
 
@@ -137,15 +137,19 @@ class OwnLeases {
  public:
   explicit OwnLeases(Timing timing) : timing_(timing) {}
 
-  // Taken or renewed (written with a new revision) at `now`.
+  // Taken (its write sent) at `now`.
   void Written(const DocKey& doc, TimePoint now) { last_written_[doc] = now; }
+  // This member's heartbeat, sent at `now`, landed: every lease held is
+  // renewed with it.
+  void Renewed(TimePoint now);
   void Released(const DocKey& doc) { last_written_.erase(doc); }
   bool Holds(const DocKey& doc) const { return last_written_.count(doc) != 0; }
   std::set<DocKey> Held() const;
 
-  // The leases last written so long ago that, without a renewal now, another
-  // member could take them before this instance's next heartbeat: their jobs
-  // must stop (after a checkpoint attempt) and the leases count as lost.
+  // The leases last renewed so long ago that, without a heartbeat now,
+  // another member could judge this one dead before its next heartbeat:
+  // their jobs must stop (after a checkpoint attempt) and the leases count
+  // as lost.
   // The margin is two heartbeats, so a job stops at least one heartbeat
   // before its lease can be taken.
   std::vector<DocKey> MustStop(TimePoint now) const;

@@ -224,8 +224,9 @@ struct Config {
     // The coordination database (created if missing): members' heartbeats
     // and the leases. Every instance of one cluster names the same one.
     std::string database = "couchrepd";
-    // Heartbeat and lease renewal period: shorter notices a dead instance
-    // sooner at the cost of one write plus one _bulk_docs per period.
+    // Heartbeat period (a heartbeat renews all of this instance's leases):
+    // shorter notices a dead instance sooner at the cost of one write and one
+    // read of the coordination database per period.
     std::chrono::milliseconds heartbeat = std::chrono::seconds(5);
     // A member (or lease) unchanged this long is dead (free): the failover
     // time. At least 3 heartbeats, so a late renewal is not a failover.

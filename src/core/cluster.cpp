@@ -101,26 +101,21 @@ std::vector<std::pair<std::string, std::string>> Membership::Stale(TimePoint now
   return out;
 }
 
-void LeaseBook::Seen(const DocKey& doc, const std::string& holder, const std::string& rev,
-                     TimePoint now) {
-  Lease& l = leases_[doc];
-  if (l.exists && l.rev == rev) return;  // unchanged: its age goes on
-  l.exists = true;
-  l.holder = holder;
-  l.rev = rev;
-  l.last_change = now;
+void LeaseBook::Seen(const DocKey& doc, const std::string& holder, const std::string& rev) {
+  leases_[doc] = Lease{true, holder, rev};
 }
 
 void LeaseBook::Missing(const DocKey& doc) { leases_[doc] = Lease{}; }
 
 LeaseBook::Verdict LeaseBook::Judge(const DocKey& doc, const std::string& self,
-                                    TimePoint now) const {
+                                    const std::vector<std::string>& live) const {
   auto it = leases_.find(doc);
   if (it == leases_.end()) return Verdict::kUnknown;
   const Lease& l = it->second;
   if (!l.exists || l.holder.empty()) return Verdict::kFree;
   if (l.holder == self) return Verdict::kMine;
-  return now - l.last_change >= timing_.lease_ttl ? Verdict::kExpired : Verdict::kHeld;
+  return std::binary_search(live.begin(), live.end(), l.holder) ? Verdict::kHeld
+                                                                 : Verdict::kExpired;
 }
 
 std::optional<std::string> LeaseBook::Rev(const DocKey& doc) const {
@@ -129,10 +124,10 @@ std::optional<std::string> LeaseBook::Rev(const DocKey& doc) const {
   return it->second.rev;
 }
 
-std::map<std::string, int> LeaseBook::CountByHolder(TimePoint now) const {
+std::map<std::string, int> LeaseBook::CountByHolder(const std::vector<std::string>& live) const {
   std::map<std::string, int> count;
   for (const auto& [doc, l] : leases_) {
-    if (l.exists && !l.holder.empty() && now - l.last_change < timing_.lease_ttl) ++count[l.holder];
+    if (l.exists && std::binary_search(live.begin(), live.end(), l.holder)) ++count[l.holder];
   }
   return count;
 }
@@ -141,6 +136,10 @@ std::optional<std::string> LeaseBook::Holder(const DocKey& doc) const {
   auto it = leases_.find(doc);
   if (it == leases_.end() || !it->second.exists) return std::nullopt;
   return it->second.holder;
+}
+
+void OwnLeases::Renewed(TimePoint now) {
+  for (auto& [doc, written] : last_written_) written = std::max(written, now);
 }
 
 std::set<DocKey> OwnLeases::Held() const {

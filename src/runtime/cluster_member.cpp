@@ -60,8 +60,7 @@ ClusterMember::ClusterMember(const Config::Cluster& config, std::string instance
       hooks_(std::move(hooks)),
       clock_(clock),
       own_(timing_),
-      members_(self_, timing_),
-      book_(timing_) {
+      members_(self_, timing_) {
   db_.SetCancel(&cancel_);
   view_.self = self_;
   view_.database = config_.database;
@@ -140,7 +139,9 @@ std::string ClusterMember::LeaseJson(const DocKey& doc, const std::string& holde
 }
 
 // This member's heartbeat document, written with its last revision (a 409
-// means it does not know the revision: read it and write again).
+// means it does not know the revision: read it and write again). It renews
+// all of this member's leases at once: a lease is its holder's while the
+// holder's heartbeat is live.
 void ClusterMember::Beat() {
   const std::string id = cluster::MemberDocId(self_);
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -153,9 +154,14 @@ void ClusterMember::Beat() {
     w.Key("heartbeat_unix").Int(static_cast<int64_t>(clock_.UnixSeconds()));
     w.Key("leases").Int(static_cast<int64_t>(HeldCount()));
     w.EndObject();
+    const TimePoint sent = clock_.Now();
     auto put = db_.PutDoc(id, w.str());
     if (put.ok() && put->ok) {
       member_rev_ = put->rev;
+      // The others see this member live for lease_ttl from no earlier than
+      // now: every lease it holds is renewed with it.
+      std::lock_guard<std::mutex> lock(lease_mu_);
+      own_.Renewed(sent);
       return;
     }
     if (!put.ok() && put.error().http_status == kConflict) {
@@ -201,11 +207,13 @@ bool ClusterMember::ReadChanges() {
           members_.Seen(member, rev, now);
         }
       } else if (auto key = LeaseKey(row.id)) {
+        std::string holder = row.deleted || !parsed ? "" : StringField(doc, "holder");
         if (row.deleted || !parsed) {
           book_.Missing(*key);
         } else {
-          book_.Seen(*key, StringField(doc, "holder"), rev, now);
+          book_.Seen(*key, holder, rev);
         }
+        if (holder != self_) taken_.push_back(*key);
       }
       return true;
     });
@@ -215,6 +223,7 @@ bool ClusterMember::ReadChanges() {
       return false;
     }
     if (r->last_seq) since_ = *r->last_seq;
+    LoseTaken();
     if (rows > 0) spdlog::trace("cluster: {} changes of {} read", rows, config_.database);
     if (rows < static_cast<uint64_t>(kChangesPage)) return true;
   }
@@ -249,41 +258,33 @@ size_t ClusterMember::WriteLeases(const std::vector<DocKey>& docs,
   return docs.size();
 }
 
-// The leases this instance holds, renewed in one _bulk_docs per chunk. A
-// 409 means another member took the lease (this one was too late): its job
-// stops at once.
-void ClusterMember::Renew() {
-  std::vector<DocKey> held;
+// Leases this instance holds that the coordination database shows with
+// another holder (or none) were taken from it: another member judged it dead
+// (its heartbeats did not reach the others in time). Their jobs stop now.
+void ClusterMember::LoseTaken() {
+  std::vector<DocKey> lost;
   {
     std::lock_guard<std::mutex> lock(lease_mu_);
-    for (const auto& doc : own_.Held()) held.push_back(doc);
+    for (const auto& doc : taken_) {
+      if (!own_.Holds(doc)) continue;
+      ++lost_;
+      own_.Released(doc);
+      revoking_.erase(doc);
+      lost.push_back(doc);
+    }
   }
-  auto mine = [this](const DocKey& doc) { return LeaseJson(doc, self_, false); };
-  WriteLeases(held, mine, "renewing leases",
-              [this](const DocKey& doc, const DocWriteResult& w, TimePoint sent) {
-                std::unique_lock<std::mutex> lock(lease_mu_);
-                if (!own_.Holds(doc)) return;  // the guard gave it up meanwhile
-                if (w.ok) {
-                  own_.Written(doc, sent);
-                  lock.unlock();
-                  book_.Seen(doc, self_, w.rev, clock_.Now());
-                } else if (w.error == "conflict") {
-                  ++conflicts_;
-                  ++lost_;
-                  own_.Released(doc);
-                  revoking_.erase(doc);
-                  lock.unlock();
-                  LogWith({.db = doc.db, .doc_id = doc.doc_id}, spdlog::level::warn,
-                          "cluster: the lease of {}/{} was taken by another member; stopping its job",
-                          doc.db, doc.doc_id);
-                  hooks_.revoked(doc);
-                }
-              });
+  taken_.clear();
+  for (const auto& doc : lost) {
+    LogWith({.db = doc.db, .doc_id = doc.doc_id}, spdlog::level::warn,
+            "cluster: the lease of {}/{} was taken by another member; stopping its job", doc.db,
+            doc.doc_id);
+    hooks_.revoked(doc);
+  }
 }
 
-// Leases not renewed for so long that another member may take them before
-// the next heartbeat: their jobs stop now (SPEC §9: never two runs for
-// longer than one heartbeat).
+// Leases not renewed (no heartbeat landed) for so long that another member
+// may judge this one dead before its next heartbeat: their jobs stop now
+// (SPEC §9: never two runs for longer than one heartbeat).
 void ClusterMember::GiveUpLate(TimePoint now) {
   std::vector<DocKey> late;
   {
@@ -297,7 +298,7 @@ void ClusterMember::GiveUpLate(TimePoint now) {
   }
   for (const auto& doc : late) {
     LogWith({.db = doc.db, .doc_id = doc.doc_id}, spdlog::level::warn,
-            "cluster: could not renew the lease of {}/{} in time; stopping its job", doc.db,
+            "cluster: could not renew the lease of {}/{} in time (no heartbeat landed); stopping its job", doc.db,
             doc.doc_id);
     hooks_.revoked(doc);
   }
@@ -311,7 +312,7 @@ void ClusterMember::Rebalance(TimePoint now) {
     std::lock_guard<std::mutex> lock(mu_);
     docs = docs_;
   }
-  auto live = members_.Live(now);
+  const auto live = members_.Live(now);
   cluster::Assignment plan;
   std::vector<DocKey> revoke;
   {
@@ -324,7 +325,7 @@ void ClusterMember::Rebalance(TimePoint now) {
   for (const auto& doc : revoke) hooks_.revoked(doc);
   std::vector<DocKey> take;
   for (const auto& doc : plan.take) {
-    auto verdict = book_.Judge(doc, self_, now);
+    auto verdict = book_.Judge(doc, self_, live);
     if (verdict != cluster::LeaseBook::Verdict::kHeld) take.push_back(doc);
   }
   if (!take.empty() || !plan.release.empty()) {
@@ -340,7 +341,7 @@ void ClusterMember::Rebalance(TimePoint now) {
                     std::lock_guard<std::mutex> lock(lease_mu_);
                     own_.Written(doc, sent);
                   }
-                  book_.Seen(doc, self_, w.rev, clock_.Now());
+                  book_.Seen(doc, self_, w.rev);
                   hooks_.granted(doc);
                 } else if (w.error == "conflict") {
                   ++conflicts_;  // another member was first; the next read of _changes tells who
@@ -377,7 +378,7 @@ void ClusterMember::WriteReleases(bool all) {
                                    std::lock_guard<std::mutex> lock(lease_mu_);
                                    own_.Released(doc);
                                  }
-                                 if (w.ok) book_.Seen(doc, "", w.rev, clock_.Now());
+                                 if (w.ok) book_.Seen(doc, "", w.rev);
                                });
   // The ones not written are kept: the next pass tries again (they are
   // renewed meanwhile).
@@ -414,7 +415,7 @@ void ClusterMember::PublishView(TimePoint now) {
   for (const auto& doc : docs) {
     if (auto owner = cluster::OwnerOf(live, doc)) ++owns[*owner];
   }
-  auto holds = book_.CountByHolder(now);
+  auto holds = book_.CountByHolder(live);
   const double unix_now = clock_.UnixSeconds();
   for (const auto& m : members_.Members(now)) {
     cluster::ClusterView::Member out;
@@ -465,7 +466,6 @@ void ClusterMember::Loop() {
       Beat();
     }
     bool read = prepared_ && ReadChanges();
-    if (beat && prepared_) Renew();
     GiveUpLate(clock_.Now());
     if (read) {
       error_.clear();

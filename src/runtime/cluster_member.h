@@ -1,9 +1,10 @@
 // ClusterMember: this instance's part in a cluster of couchrepd instances
 // (SPEC §9, config `cluster:`). The decisions are the pure core's
 // (couchrepd/cluster.h); this is their I/O, on one thread of its own:
-// every heartbeat it writes this member's document, reads the coordination
-// database's changes (heartbeats and leases of every member), renews its
-// leases in one _bulk_docs, gives up the leases it could not renew in time,
+// every heartbeat it writes this member's document (which renews all its
+// leases: a lease is its holder's while the holder's heartbeat is live),
+// reads the coordination database's changes (heartbeats and leases of every
+// member), gives up its leases when no heartbeat landed in time,
 // and takes or gives back leases as rendezvous ownership over the live
 // members says. A new replication document (SetDoc) is looked at at once,
 // without waiting for the next heartbeat.
@@ -64,7 +65,7 @@ class ClusterMember {
   int HeldCount() const;
   void Beat();
   bool ReadChanges();
-  void Renew();
+  void LoseTaken();
   void GiveUpLate(TimePoint now);
   void Rebalance(TimePoint now);
   void WriteReleases(bool all);
@@ -108,6 +109,7 @@ class ClusterMember {
   // The thread's own.
   cluster::Membership members_;
   cluster::LeaseBook book_;
+  std::vector<DocKey> taken_;  // leases read with a holder other than this instance
   std::string member_rev_;
   std::string since_ = "0";
   bool prepared_ = false;

@@ -124,30 +124,29 @@ TEST_CASE("cluster membership: only a new revision is a sign of life, judged by 
   CHECK(members[1].live);
 }
 
-TEST_CASE("cluster leases: free, mine, held by a live member, expired after lease_ttl unchanged") {
-  Timing t{5s, 30s};
-  LeaseBook book(t);
+TEST_CASE("cluster leases: free, mine, held while its holder is live, expired once the holder is dead") {
+  LeaseBook book;
   DocKey d{"_replicator", "r"};
-  CHECK(book.Judge(d, "me", At(0s)) == LeaseBook::Verdict::kUnknown);
+  const std::vector<std::string> with_other{"me", "other"};
+  const std::vector<std::string> alone{"me"};
+  CHECK(book.Judge(d, "me", with_other) == LeaseBook::Verdict::kUnknown);
   book.Missing(d);
-  CHECK(book.Judge(d, "me", At(0s)) == LeaseBook::Verdict::kFree);
+  CHECK(book.Judge(d, "me", with_other) == LeaseBook::Verdict::kFree);
   CHECK_FALSE(book.Rev(d).has_value());
-  book.Seen(d, "other", "1-a", At(0s));
-  CHECK(book.Judge(d, "me", At(29s)) == LeaseBook::Verdict::kHeld);
+  book.Seen(d, "other", "1-a");
+  CHECK(book.Judge(d, "me", with_other) == LeaseBook::Verdict::kHeld);
   CHECK(*book.Holder(d) == "other");
-  // Seeing the same revision later does not make it younger.
-  book.Seen(d, "other", "1-a", At(20s));
-  CHECK(book.Judge(d, "me", At(30s)) == LeaseBook::Verdict::kExpired);
-  // Renewed (a new revision): held again for another lease_ttl.
-  book.Seen(d, "other", "2-b", At(31s));
-  CHECK(book.Judge(d, "me", At(60s)) == LeaseBook::Verdict::kHeld);
-  CHECK(book.Judge(d, "me", At(61s)) == LeaseBook::Verdict::kExpired);
-  CHECK(*book.Rev(d) == "2-b");
+  // Its holder's heartbeat went stale (Membership no longer lists it): free to take.
+  CHECK(book.Judge(d, "me", alone) == LeaseBook::Verdict::kExpired);
+  CHECK(*book.Rev(d) == "1-a");
   // Released: free for anyone, at once.
-  book.Seen(d, "", "3-c", At(62s));
-  CHECK(book.Judge(d, "me", At(62s)) == LeaseBook::Verdict::kFree);
-  book.Seen(d, "me", "4-d", At(63s));
-  CHECK(book.Judge(d, "me", At(500s)) == LeaseBook::Verdict::kMine);
+  book.Seen(d, "", "2-c");
+  CHECK(book.Judge(d, "me", with_other) == LeaseBook::Verdict::kFree);
+  book.Seen(d, "me", "3-d");
+  CHECK(book.Judge(d, "me", alone) == LeaseBook::Verdict::kMine);
+  // Deleted: free.
+  book.Missing(d);
+  CHECK(book.Judge(d, "me", with_other) == LeaseBook::Verdict::kFree);
 }
 
 TEST_CASE("cluster membership: members dead for long are stale (their documents may go); never this instance") {
@@ -164,56 +163,58 @@ TEST_CASE("cluster membership: members dead for long are stale (their documents 
   CHECK(m.Stale(At(550s), 300s) == std::vector<std::pair<std::string, std::string>>{{"young", "2-y"}});
 }
 
-TEST_CASE("cluster leases: counted per holder while held, not once expired or released") {
-  Timing t{5s, 30s};
-  LeaseBook book(t);
-  book.Seen({"_replicator", "a"}, "one", "1-a", At(0s));
-  book.Seen({"_replicator", "b"}, "one", "1-b", At(10s));
-  book.Seen({"_replicator", "c"}, "two", "1-c", At(10s));
-  book.Seen({"_replicator", "d"}, "", "2-d", At(10s));
+TEST_CASE("cluster leases: counted per live holder, not once it is dead or released") {
+  LeaseBook book;
+  book.Seen({"_replicator", "a"}, "one", "1-a");
+  book.Seen({"_replicator", "b"}, "one", "1-b");
+  book.Seen({"_replicator", "c"}, "two", "1-c");
+  book.Seen({"_replicator", "d"}, "", "2-d");
   book.Missing({"_replicator", "e"});
-  CHECK(book.CountByHolder(At(20s)) == std::map<std::string, int>{{"one", 2}, {"two", 1}});
-  // "a" has not changed for lease_ttl: expired, no longer counted.
-  CHECK(book.CountByHolder(At(30s)) == std::map<std::string, int>{{"one", 1}, {"two", 1}});
-  CHECK(book.CountByHolder(At(40s)).empty());
+  CHECK(book.CountByHolder({"one", "two"}) == std::map<std::string, int>{{"one", 2}, {"two", 1}});
+  CHECK(book.CountByHolder({"two"}) == std::map<std::string, int>{{"two", 1}});
+  CHECK(book.CountByHolder({}).empty());
 }
 
 TEST_CASE("cluster leases: a race for one lease has one winner (the conditional write decides)") {
-  // Both saw the lease expired at the same revision; each writes with that revision. The
-  // server accepts the first and answers 409 to the second, which reads the lease again
-  // and sees it held and young.
-  Timing t{5s, 30s};
-  LeaseBook a(t), b(t);
+  // Both saw the lease of a dead member at the same revision; each writes with that
+  // revision. The server accepts the first and answers 409 to the second, which reads the
+  // lease again and sees it held by a live member.
+  LeaseBook a, b;
   DocKey d{"_replicator", "r"};
-  a.Seen(d, "dead", "5-x", At(0s));
-  b.Seen(d, "dead", "5-x", At(1s));
-  CHECK(a.Judge(d, "a", At(31s)) == LeaseBook::Verdict::kExpired);
-  CHECK(b.Judge(d, "b", At(31s)) == LeaseBook::Verdict::kExpired);
+  a.Seen(d, "dead", "5-x");
+  b.Seen(d, "dead", "5-x");
+  CHECK(a.Judge(d, "a", {"a", "b"}) == LeaseBook::Verdict::kExpired);
+  CHECK(b.Judge(d, "b", {"a", "b"}) == LeaseBook::Verdict::kExpired);
   CHECK(*a.Rev(d) == *b.Rev(d));  // both would write on 5-x; the server takes one
-  a.Seen(d, "a", "6-a", At(31s));  // a's write won
-  b.Seen(d, "a", "6-a", At(32s));  // b got 409 and read it again
-  CHECK(a.Judge(d, "a", At(32s)) == LeaseBook::Verdict::kMine);
-  CHECK(b.Judge(d, "b", At(32s)) == LeaseBook::Verdict::kHeld);
+  a.Seen(d, "a", "6-a");  // a's write won
+  b.Seen(d, "a", "6-a");  // b got 409 and read it again
+  CHECK(a.Judge(d, "a", {"a", "b"}) == LeaseBook::Verdict::kMine);
+  CHECK(b.Judge(d, "b", {"a", "b"}) == LeaseBook::Verdict::kHeld);
 }
 
-TEST_CASE("cluster own leases: jobs stop two heartbeats before a lease could expire") {
+TEST_CASE("cluster own leases: the heartbeat renews them all; jobs stop two heartbeats before the member could be judged dead") {
   Timing t{5s, 30s};
   OwnLeases own(t);
   DocKey d1{"_replicator", "1"}, d2{"_replicator", "2"};
   own.Written(d1, At(0s));
-  own.Written(d2, At(0s));
-  own.Written(d2, At(5s));  // renewed; d1's renewals failed from here on
-  CHECK(own.MustStop(At(19s)).empty());
-  CHECK(own.MustStop(At(20s)) == std::vector<DocKey>{d1});  // 30 s - 2 × 5 s
-  CHECK(own.MustStop(At(25s)) == std::vector<DocKey>{d1, d2});
-  // Stopped before anyone else may take it: the others judge expiry from when they last saw
-  // it change, which is no earlier than when it was written.
-  LeaseBook other(t);
-  other.Seen(d1, "me", "1-a", At(0s));
-  CHECK(other.Judge(d1, "them", At(20s)) == LeaseBook::Verdict::kHeld);
+  own.Written(d2, At(3s));
+  own.Renewed(At(5s));  // a heartbeat landed: both count from 5 s
+  CHECK(own.MustStop(At(24s)).empty());
+  CHECK(own.MustStop(At(25s)) == std::vector<DocKey>{d1, d2});  // 5 s + 30 s - 2 × 5 s
+  // A lease taken after the last heartbeat counts from its own write.
+  DocKey d3{"_replicator", "3"};
+  own.Written(d3, At(8s));
+  CHECK(own.MustStop(At(25s)).size() == 2);
+  CHECK(own.MustStop(At(28s)).size() == 3);
+  // Stopped before anyone else may take them: another member judges this one dead
+  // lease_ttl after it last saw its heartbeat change, no earlier than when it was written.
+  Membership other("them", t);
+  other.Seen("me", "7-h", At(5s));
+  CHECK(other.Live(At(25s)) == std::vector<std::string>{"me", "them"});
+  CHECK(other.Live(At(35s)) == std::vector<std::string>{"them"});
   own.Released(d1);
   CHECK_FALSE(own.Holds(d1));
-  CHECK(own.Held() == std::set<DocKey>{d2});
+  CHECK(own.Held() == std::set<DocKey>{d2, d3});
 }
 
 TEST_CASE("cluster reconcile: take what is mine and not held, release what moved or is gone") {
