@@ -258,14 +258,13 @@ size_t ClusterMember::WriteLeases(const std::vector<DocKey>& docs,
   return docs.size();
 }
 
-// Leases this instance holds that the coordination database shows with
-// another holder (or none) were taken from it: another member judged it dead
-// (its heartbeats did not reach the others in time). Their jobs stop now.
-void ClusterMember::LoseTaken() {
+// Gives up those of `docs` this instance holds (they count as lost) and
+// stops their jobs at once.
+void ClusterMember::Lose(const std::vector<DocKey>& docs, std::string_view why) {
   std::vector<DocKey> lost;
   {
     std::lock_guard<std::mutex> lock(lease_mu_);
-    for (const auto& doc : taken_) {
+    for (const auto& doc : docs) {
       if (!own_.Holds(doc)) continue;
       ++lost_;
       own_.Released(doc);
@@ -273,13 +272,19 @@ void ClusterMember::LoseTaken() {
       lost.push_back(doc);
     }
   }
-  taken_.clear();
   for (const auto& doc : lost) {
     LogWith({.db = doc.db, .doc_id = doc.doc_id}, spdlog::level::warn,
-            "cluster: the lease of {}/{} was taken by another member; stopping its job", doc.db,
-            doc.doc_id);
+            "cluster: {}/{}: {}; stopping its job", doc.db, doc.doc_id, why);
     hooks_.revoked(doc);
   }
+}
+
+// Leases this instance holds that the coordination database shows with
+// another holder (or none) were taken from it: another member judged it dead
+// (its heartbeats did not reach the others in time).
+void ClusterMember::LoseTaken() {
+  Lose(taken_, "its lease was taken by another member");
+  taken_.clear();
 }
 
 // Leases not renewed (no heartbeat landed) for so long that another member
@@ -290,18 +295,8 @@ void ClusterMember::GiveUpLate(TimePoint now) {
   {
     std::lock_guard<std::mutex> lock(lease_mu_);
     late = own_.MustStop(now);
-    for (const auto& doc : late) {
-      ++lost_;
-      own_.Released(doc);
-      revoking_.erase(doc);
-    }
   }
-  for (const auto& doc : late) {
-    LogWith({.db = doc.db, .doc_id = doc.doc_id}, spdlog::level::warn,
-            "cluster: could not renew the lease of {}/{} in time (no heartbeat landed); stopping its job", doc.db,
-            doc.doc_id);
-    hooks_.revoked(doc);
-  }
+  Lose(late, "could not renew its lease in time (no heartbeat landed)");
 }
 
 // Takes the leases of the documents this instance now owns and gives back

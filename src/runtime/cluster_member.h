@@ -22,6 +22,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -65,6 +66,7 @@ class ClusterMember {
   int HeldCount() const;
   void Beat();
   bool ReadChanges();
+  void Lose(const std::vector<DocKey>& docs, std::string_view why);
   void LoseTaken();
   void GiveUpLate(TimePoint now);
   void Rebalance(TimePoint now);

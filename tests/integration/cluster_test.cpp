@@ -405,7 +405,7 @@ TEST_CASE("cluster: an instance cut off from the server stops its jobs before it
   CHECK(StatusDocs(ports["c"]).empty());  // its status API still answers: no jobs
   for (const auto& doc : on_c) {
     INFO(doc);
-    auto gave_up = LogTimes(serves["c"]->Log(), "could not renew the lease of _replicator/" + doc + " in time");
+    auto gave_up = LogTimes(serves["c"]->Log(), "cluster: _replicator/" + doc + ": could not renew its lease in time");
     auto started = Starts(serves[cut[doc]]->Log(), doc);
     REQUIRE(gave_up.size() == 1);
     REQUIRE(!started.empty());
