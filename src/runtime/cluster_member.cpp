@@ -67,7 +67,7 @@ ClusterMember::ClusterMember(const Config::Cluster& config, std::string instance
 }
 
 ClusterMember::~ClusterMember() {
-  if (thread_.joinable()) Stop(std::chrono::seconds(0));
+  if (thread_.joinable()) Stop(false);
 }
 
 void ClusterMember::Start() {
@@ -301,12 +301,7 @@ void ClusterMember::GiveUpLate(TimePoint now) {
 
 // Takes the leases of the documents this instance now owns and gives back
 // (after their jobs stop) those another live member owns.
-void ClusterMember::Rebalance(TimePoint now) {
-  std::set<DocKey> docs;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    docs = docs_;
-  }
+void ClusterMember::Rebalance(const std::set<DocKey>& docs, TimePoint now) {
   const auto live = members_.Live(now);
   cluster::Assignment plan;
   std::vector<DocKey> revoke;
@@ -347,13 +342,11 @@ void ClusterMember::Rebalance(TimePoint now) {
 // Gives back the leases of revoked documents whose jobs have stopped (all of
 // them when stopping): holder "" (or the lease deleted along with its
 // document), so the new owner starts at once.
-void ClusterMember::WriteReleases(bool all) {
+void ClusterMember::WriteReleases(const std::set<DocKey>& docs, bool all) {
   std::set<DocKey> released;
-  std::set<DocKey> docs;
   {
     std::lock_guard<std::mutex> lock(mu_);
     released.swap(released_);
-    docs = docs_;
   }
   std::vector<DocKey> give;
   {
@@ -396,15 +389,10 @@ void ClusterMember::ForgetStale(TimePoint now) {
   }
 }
 
-void ClusterMember::PublishView(TimePoint now) {
+void ClusterMember::PublishView(const std::set<DocKey>& docs, TimePoint now) {
   cluster::ClusterView v;
   v.self = self_;
   v.database = config_.database;
-  std::set<DocKey> docs;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    docs = docs_;
-  }
   auto live = members_.Live(now);
   std::map<std::string, int> owns;
   for (const auto& doc : docs) {
@@ -462,17 +450,23 @@ void ClusterMember::Loop() {
     }
     bool read = prepared_ && ReadChanges();
     GiveUpLate(clock_.Now());
+    const std::set<DocKey> docs = Docs();  // one copy per pass
     if (read) {
       error_.clear();
-      WriteReleases(false);
-      Rebalance(clock_.Now());
+      WriteReleases(docs, false);
+      Rebalance(docs, clock_.Now());
       if (beat) ForgetStale(clock_.Now());
     }
-    PublishView(clock_.Now());
+    PublishView(docs, clock_.Now());
   }
 }
 
-void ClusterMember::Stop(Duration budget) {
+std::set<DocKey> ClusterMember::Docs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return docs_;
+}
+
+void ClusterMember::Stop(bool give_back) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -482,17 +476,17 @@ void ClusterMember::Stop(Duration budget) {
   cancel_.Cancel();  // a request hanging on an unreachable server ends now
   if (thread_.joinable()) thread_.join();
   if (guard_.joinable()) guard_.join();
-  if (budget <= Duration::zero() || !prepared_) return;
+  if (!give_back || !prepared_) return;
   db_.SetCancel(nullptr);
   // The jobs have stopped: every lease goes back, and the heartbeat document
   // goes so the others see this member gone at once.
-  TimePoint now = clock_.Now();
-  WriteReleases(true);
+  const std::set<DocKey> docs = Docs();
+  WriteReleases(docs, true);
   if (!member_rev_.empty()) {
     auto gone = db_.DeleteDoc(cluster::MemberDocId(self_), member_rev_);
     if (!gone.ok()) Fail("deleting the heartbeat document", gone.error());
   }
-  PublishView(now);
+  PublishView(docs, clock_.Now());
 }
 
 }  // namespace couchrepd

@@ -47,10 +47,11 @@ class ClusterMember {
 
   // Starts the thread (it creates the coordination database if missing).
   void Start();
-  // Gives every lease back, deletes this member's heartbeat document (the
-  // others take over at once instead of after lease_ttl) and joins. Called
-  // after every job has stopped. Best effort within `budget`.
-  void Stop(Duration budget);
+  // Joins the threads; with `give_back` (called after every job has
+  // stopped), then gives every lease back and deletes this member's
+  // heartbeat document, so the others take over at once instead of after
+  // lease_ttl (best effort: one attempt each, within the requests' retries).
+  void Stop(bool give_back);
 
   // A replication document exists (or no longer does).
   void SetDoc(const DocKey& doc, bool exists);
@@ -69,8 +70,9 @@ class ClusterMember {
   void Lose(const std::vector<DocKey>& docs, std::string_view why);
   void LoseTaken();
   void GiveUpLate(TimePoint now);
-  void Rebalance(TimePoint now);
-  void WriteReleases(bool all);
+  std::set<DocKey> Docs() const;
+  void Rebalance(const std::set<DocKey>& docs, TimePoint now);
+  void WriteReleases(const std::set<DocKey>& docs, bool all);
   void ForgetStale(TimePoint now);
   using LeaseResult = std::function<void(const DocKey&, const DocWriteResult&, TimePoint sent)>;
   size_t WriteLeases(const std::vector<DocKey>& docs,
@@ -78,7 +80,7 @@ class ClusterMember {
                      const std::string& what, const LeaseResult& on_result);
   std::string LeaseJson(const DocKey& doc, const std::string& holder, bool deleted) const;
   void Fail(const std::string& what, const Error& e);
-  void PublishView(TimePoint now);
+  void PublishView(const std::set<DocKey>& docs, TimePoint now);
 
   Config::Cluster config_;
   cluster::Timing timing_;

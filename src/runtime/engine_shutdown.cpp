@@ -69,10 +69,7 @@ void Engine::Shutdown() {
   if (m.wake_thread.joinable()) m.wake_thread.join();
   m.watcher.reset();
   // Every job has stopped: the leases go back and the others take over now.
-  if (m.cluster) {
-    auto left = std::chrono::duration_cast<Duration>(m.shutdown_deadline - m.clock.Now());
-    m.cluster->Stop(std::max<Duration>(left, std::chrono::seconds(1)));
-  }
+  if (m.cluster) m.cluster->Stop(/*give_back=*/true);
   // Passes still queued belong to runs aborted at the deadline: they end at
   // once (their requests are cancelled).
   if (m.run_pool) m.run_pool->Stop();

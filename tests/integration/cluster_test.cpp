@@ -371,6 +371,26 @@ TEST_CASE("cluster: a fourth instance joins; each moved job checkpoints and stop
   // The moved jobs go on from where they were: new documents arrive.
   CHECK(NewDocumentsArrive(server, moved, "after-join"));
   for (const auto& [name, port] : ports) CHECK(LiveMembers(port).size() == 4);
+
+  // SIGTERM: d gives its leases back (holder "") and deletes its heartbeat
+  // document before it exits, so the others need not wait until they judge
+  // it dead.
+  serves["d"]->process().Signal(SIGTERM);
+  REQUIRE(serves["d"]->process().Wait(15s).has_value());
+  auto stopped = std::chrono::steady_clock::now();
+  ports.erase("d");
+  CouchClient coord = root.Database("couchrepd");
+  CHECK_FALSE(coord.GetDoc("member:d").ok());
+  for (const auto& doc : moved) {
+    auto lease = coord.GetDoc("lease:_replicator:" + doc);
+    REQUIRE(lease.ok());
+    CHECK(JsonText(*lease, {"holder"}) != "d");
+  }
+  std::map<std::string, std::string> back;
+  REQUIRE(WaitUntil([&] { return AllRunningOnce(ports, kDocs, back); }, 30s));
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped).count();
+  MESSAGE("after SIGTERM of d, all " << kDocs << " documents ran on a, b, c again " << took << " s later");
+  CHECK(back == before);
 }
 
 TEST_CASE("cluster: an instance cut off from the server stops its jobs before its leases expire; the others take over; it rejoins without double runs") {
