@@ -17,7 +17,12 @@
 //   heartbeat does not grow with the number of documents. A lease of a dead
 //   member may be taken (LeaseBook), and an instance whose heartbeat writes
 //   fail stops its jobs before the others may judge it dead
-//   (OwnLeases::MustStop).
+//   (OwnLeases::MustStop);
+// - a document's owner also takes the lease of its replication id (a job
+//   lease, "job:<id>") before the job runs, so that two documents describing
+//   the same replication on different instances run it once: the first to
+//   take it triggers the replication, the other document is a duplicate and
+//   waits for the lease to be given back (JobBook, JudgeClaim).
 // No I/O, no clock reads, no locks: callers pass the time in.
 #pragma once
 
@@ -82,6 +87,12 @@ class Membership {
   };
   std::vector<Member> Members(TimePoint now) const;
 
+  // How long `member` has been dead: nullopt while live (this instance is),
+  // Duration::max() when it is not known (never seen, or its heartbeat
+  // document is gone).
+  std::optional<Duration> DeadFor(const std::string& member, TimePoint now) const;
+  const Timing& timing() const { return timing_; }
+
   // Members (never this instance) whose document has not changed for
   // `age`, with its revision: their heartbeat documents may be deleted so
   // that a member that died for good (kill -9, a lost machine; each restart
@@ -99,6 +110,47 @@ class Membership {
   Timing timing_;
   std::map<std::string, Heartbeat> members_;
 };
+
+// The id of a replication's job lease document.
+std::string JobLeaseDocId(std::string_view job_id);
+
+// What this instance has seen of job lease documents: which member runs
+// which replication, for which document.
+class JobBook {
+ public:
+  struct Lease {
+    bool exists = false;
+    std::string holder;  // "" = given back
+    DocKey doc;          // the document it runs for
+    std::string rev;
+  };
+  void Seen(const std::string& job_id, const std::string& holder, const DocKey& doc,
+            const std::string& rev);
+  void Missing(const std::string& job_id);
+  // nullptr when never seen.
+  const Lease* Find(const std::string& job_id) const;
+  // Job leases per holder (given-back ones not counted).
+  std::map<std::string, int> CountByHolder() const;
+
+ private:
+  std::map<std::string, Lease> leases_;
+};
+
+// Whether document `doc` may run its replication (whose job lease is
+// `lease`, nullptr when never seen) on this instance:
+enum class ClaimVerdict {
+  kMine,       // this instance holds it for `doc` already: run
+  kTake,       // free, given back, or its holder is dead: take it (conditional write), then run
+  kWait,       // another live member runs it for the same document (it moved here and
+               // the old owner has not given it back yet): ask again later
+  kElsewhere,  // another member runs it for another document: `doc` is a duplicate
+};
+// A dead holder's lease for another document that still exists is left to
+// that document's new owner for one more lease_ttl, so that the triggering
+// document keeps the replication after a failover; then anyone may take it.
+// `docs`: the replication documents that exist.
+ClaimVerdict JudgeClaim(const JobBook::Lease* lease, const DocKey& doc, const std::string& self,
+                        const Membership& members, const std::set<DocKey>& docs, TimePoint now);
 
 // What this instance has seen of lease documents (its own and others').
 class LeaseBook {
@@ -181,10 +233,13 @@ struct ClusterView {
     bool self = false;
     int owns = 0;    // documents it wins by rendezvous hashing (over the live members)
     int leases = 0;  // leases it holds (renewed within lease_ttl)
+    int jobs = 0;    // job leases it holds: replications it runs
   };
   std::vector<Member> members;  // sorted by id
   int documents = 0;            // replication documents known
   int leases_held = 0;          // by this instance
+  int job_leases_held = 0;      // by this instance
+  int duplicates_elsewhere = 0; // replications whose document here waits for another instance
   uint64_t lease_conflicts = 0; // takes or renewals answered 409 (since start)
   uint64_t leases_lost = 0;     // stopped because a renewal failed or was too late
   std::string error;            // the last coordination failure, "" while fine

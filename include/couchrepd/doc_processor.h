@@ -49,6 +49,9 @@ struct DocProcessorSettings {
   ReplicationDefaults defaults;
   Endpoint server;                      // for local endpoints (SPEC §1.3)
   std::optional<Config::ProxyAuth> proxy_auth;  // set and enabled: proxy auth for non-admin docs
+  // Several instances (cluster.enabled): a job runs only once this instance
+  // holds its replication's job lease (kClaimJob, answered by OnJobClaim).
+  bool claim_jobs = false;
 
   static DocProcessorSettings From(const Config& config, const Endpoint& server);
 };
@@ -71,6 +74,8 @@ struct DocAction {
     kRemoveJob,   // remove scheduler job `job_id` (it stops and checkpoints)
     kWriteState,  // write `write` into `doc` (the writer re-reads, skips deleted docs and no-op writes)
     kRetryLater,  // call OnRetryDue(doc, generation) at `at`
+    kClaimJob,    // cluster: take the job lease of `job_id` for `doc`, answer OnJobClaim(doc, generation, ...);
+                  // a kRemoveJob of that id gives it back (or cancels the claim)
   };
   Type type;
   DocKey doc;
@@ -115,6 +120,17 @@ class DocProcessor {
                                       const std::function<double()>& random);
   std::vector<DocAction> OnRetryDue(const DocKey& doc, uint64_t generation, TimePoint now);
 
+  // Several instances: the answer to kClaimJob. `elsewhere` unset: this
+  // instance holds the job lease, the job runs (kAddJob). Set: another
+  // instance runs that replication for another document; this one becomes
+  // a duplicate (`elsewhere` says where, for the status API) until
+  // OnJobFreed.
+  std::vector<DocAction> OnJobClaim(const DocKey& doc, uint64_t generation, const std::string& job_id,
+                                    const std::optional<std::string>& elsewhere, TimePoint now);
+  // The job lease of `job_id`, held elsewhere, was given back or its holder
+  // is dead: the oldest duplicate here claims it.
+  std::vector<DocAction> OnJobFreed(const std::string& job_id, TimePoint now);
+
   // Job events, by job id (from the scheduler and the job runner).
   std::vector<DocAction> OnJobStarted(const std::string& job_id, TimePoint now);
   std::vector<DocAction> OnJobCrashed(const std::string& job_id, const std::string& reason,
@@ -156,6 +172,12 @@ class DocProcessor {
   void Release(DocRecord& rec, std::vector<std::string>& released);
   // The oldest duplicate of each released id takes it over (kAddJob).
   void HandOver(const std::vector<std::string>& released, TimePoint now, Actions& out);
+  // `rec` owns `job_id` here: its job is added (kAddJob), or claimed first
+  // across instances (kClaimJob) when settings_.claim_jobs.
+  void StartJob(DocRecord& rec, const std::string& job_id, TimePoint now, Actions& out);
+  void AddJob(DocRecord& rec, Actions& out);
+  // Another document (here, or on another instance) runs `rec.job_id`.
+  void BecomeDuplicate(DocRecord& rec, Actions& out);
   // A permanent failure before a job exists: written back, not retried until
   // the document body changes.
   void MarkInvalid(DocRecord& rec, const std::string& reason, bool skip_write, TimePoint now,
@@ -170,6 +192,7 @@ class DocProcessor {
   std::map<DocKey, std::shared_ptr<DocRecord>> docs_;
   std::map<std::string, DocKey> owners_;  // job id -> document holding it (running or reserved)
   std::set<DocKey> duplicates_;           // documents in the duplicate phase
+  std::set<std::string> elsewhere_;       // job ids another instance runs (claim_jobs)
   uint64_t last_generation_ = 0;          // generations are unique across documents
   uint64_t last_duplicate_ = 0;           // order in which documents became duplicates
   std::set<std::string> validation_missing_;  // databases whose validation function is not in place

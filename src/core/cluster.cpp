@@ -53,6 +53,8 @@ std::string LeaseDocId(const DocKey& doc) { return "lease:" + doc.db + ":" + doc
 
 std::string MemberDocId(std::string_view member) { return "member:" + std::string(member); }
 
+std::string JobLeaseDocId(std::string_view job_id) { return "job:" + std::string(job_id); }
+
 bool Membership::Seen(const std::string& member, const std::string& rev, TimePoint now) {
   auto it = members_.find(member);
   if (it == members_.end()) {
@@ -90,6 +92,14 @@ std::vector<Membership::Member> Membership::Members(TimePoint now) const {
     out.push_back(Member{id, s.last_change, id == self_ || IsLive(s, now), id == self_});
   }
   return out;
+}
+
+std::optional<Duration> Membership::DeadFor(const std::string& member, TimePoint now) const {
+  if (member == self_) return std::nullopt;
+  auto it = members_.find(member);
+  if (it == members_.end()) return Duration::max();
+  if (IsLive(it->second, now)) return std::nullopt;
+  return std::chrono::duration_cast<Duration>(now - it->second.last_change - timing_.lease_ttl);
 }
 
 std::vector<std::pair<std::string, std::string>> Membership::Stale(TimePoint now,
@@ -136,6 +146,39 @@ std::optional<std::string> LeaseBook::Holder(const DocKey& doc) const {
   auto it = leases_.find(doc);
   if (it == leases_.end() || !it->second.exists) return std::nullopt;
   return it->second.holder;
+}
+
+void JobBook::Seen(const std::string& job_id, const std::string& holder, const DocKey& doc,
+                   const std::string& rev) {
+  leases_[job_id] = Lease{true, holder, doc, rev};
+}
+
+void JobBook::Missing(const std::string& job_id) { leases_[job_id] = Lease{}; }
+
+const JobBook::Lease* JobBook::Find(const std::string& job_id) const {
+  auto it = leases_.find(job_id);
+  return it == leases_.end() ? nullptr : &it->second;
+}
+
+std::map<std::string, int> JobBook::CountByHolder() const {
+  std::map<std::string, int> count;
+  for (const auto& [id, l] : leases_) {
+    if (l.exists && !l.holder.empty()) ++count[l.holder];
+  }
+  return count;
+}
+
+ClaimVerdict JudgeClaim(const JobBook::Lease* lease, const DocKey& doc, const std::string& self,
+                        const Membership& members, const std::set<DocKey>& docs, TimePoint now) {
+  if (lease == nullptr || !lease->exists || lease->holder.empty()) return ClaimVerdict::kTake;
+  const bool same_doc = lease->doc == doc;
+  if (lease->holder == self) return same_doc ? ClaimVerdict::kMine : ClaimVerdict::kTake;
+  const std::optional<Duration> dead = members.DeadFor(lease->holder, now);
+  if (!dead) return same_doc ? ClaimVerdict::kWait : ClaimVerdict::kElsewhere;
+  if (same_doc || docs.count(lease->doc) == 0 || *dead >= members.timing().lease_ttl) {
+    return ClaimVerdict::kTake;
+  }
+  return ClaimVerdict::kElsewhere;
 }
 
 void OwnLeases::Renewed(TimePoint now) {

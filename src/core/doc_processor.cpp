@@ -20,6 +20,7 @@ enum class DocProcessor::Phase {
   kRetryWait,     // temporary failure; kRetryLater pending for `generation`
   kInvalid,       // permanent failure before a job: waits for a different body
   kDuplicate,     // another document owns `job_id`
+  kClaiming,      // owns `job_id` here; waits for its job lease across instances (OnJobClaim)
   kOwner,         // runs `job_id`
   kJobFailed,     // the job failed permanently: waits for a different replication
   kCompleted,     // done; never run again until the state is removed
@@ -80,6 +81,7 @@ bool KeepsFingerprint(Phase phase) {
     case Phase::kInitializing:
     case Phase::kRetryWait:
     case Phase::kDuplicate:
+    case Phase::kClaiming:
     case Phase::kOwner:
     case Phase::kJobFailed:
     case Phase::kCompleted:
@@ -166,6 +168,7 @@ DocProcessorSettings DocProcessorSettings::From(const Config& config, const Endp
   s.doc_backoff_max = config.scheduler.doc_backoff.max;
   s.defaults = ReplicationDefaults::From(config);
   s.server = server;
+  s.claim_jobs = config.cluster.enabled;
   if (config.server.proxy_auth.enabled) s.proxy_auth = config.server.proxy_auth;
   return s;
 }
@@ -237,7 +240,7 @@ void DocProcessor::Release(DocRecord& rec, std::vector<std::string>& released) {
 }
 
 void DocProcessor::StopJob(DocRecord& rec, Actions& out, std::vector<std::string>& released) {
-  if (rec.phase == Phase::kOwner) {
+  if (rec.phase == Phase::kOwner || rec.phase == Phase::kClaiming) {
     DocAction a = Action(DocAction::Type::kRemoveJob, rec);
     a.job_id = rec.job_id;
     out.push_back(std::move(a));
@@ -256,7 +259,7 @@ void DocProcessor::SetPhase(DocRecord& rec, Phase phase) {
 
 void DocProcessor::HandOver(const std::vector<std::string>& released, TimePoint now, Actions& out) {
   for (const std::string& id : released) {
-    if (owners_.count(id)) continue;
+    if (owners_.count(id) || elsewhere_.count(id)) continue;
     // Only the duplicates are looked at, not every document: a job ending
     // costs the same with 20 documents as with 20,000.
     DocRecord* next = nullptr;
@@ -272,19 +275,34 @@ void DocProcessor::HandOver(const std::vector<std::string>& released, TimePoint 
       ++it;
     }
     if (next == nullptr) continue;
-    owners_[id] = next->key;
-    next->owned_id = id;
-    SetPhase(*next, Phase::kOwner);
-    next->crashes = 0;
     next->error.clear();
     next->error_written = false;
-    next->last_updated = now;
-    DocAction a = Action(DocAction::Type::kAddJob, *next);
-    a.job_id = id;
-    a.spec = next->spec;
-    a.continuous = next->continuous;
-    out.push_back(std::move(a));
+    StartJob(*next, id, now, out);
   }
+}
+
+void DocProcessor::StartJob(DocRecord& rec, const std::string& job_id, TimePoint now, Actions& out) {
+  owners_[job_id] = rec.key;
+  rec.owned_id = job_id;
+  rec.crashes = 0;
+  rec.last_updated = now;
+  if (!settings_.claim_jobs) {
+    AddJob(rec, out);
+    return;
+  }
+  SetPhase(rec, Phase::kClaiming);
+  DocAction a = Action(DocAction::Type::kClaimJob, rec);
+  a.job_id = job_id;
+  out.push_back(std::move(a));
+}
+
+void DocProcessor::AddJob(DocRecord& rec, Actions& out) {
+  SetPhase(rec, Phase::kOwner);
+  DocAction a = Action(DocAction::Type::kAddJob, rec);
+  a.job_id = rec.owned_id;
+  a.spec = rec.spec;
+  a.continuous = rec.continuous;
+  out.push_back(std::move(a));
 }
 
 void DocProcessor::MarkInvalid(DocRecord& rec, const std::string& reason, bool skip_write,
@@ -381,8 +399,9 @@ std::vector<DocAction> DocProcessor::OnChange(const std::string& db, const std::
   // A new or changed replication. A job is removed but its id stays reserved
   // for this document until the new id is known: when only credentials or
   // options changed the id is the same and the job comes back with its
-  // checkpoint, instead of passing to a duplicate meanwhile.
-  if (rec->phase == Phase::kOwner) {
+  // checkpoint, instead of passing to a duplicate meanwhile. A claim of a job
+  // lease (several instances) is given back the same way.
+  if (rec->phase == Phase::kOwner || rec->phase == Phase::kClaiming) {
     DocAction a = Action(DocAction::Type::kRemoveJob, *rec);
     a.job_id = rec->job_id;
     out.push_back(std::move(a));
@@ -444,24 +463,50 @@ std::vector<DocAction> DocProcessor::OnIdComputed(const DocKey& doc, uint64_t ge
   rec->doc_errors = 0;
   rec->error_written = false;
   auto owner = owners_.find(job_id);
-  if (owner != owners_.end() && owner->second != rec->key) {
-    SetPhase(*rec, Phase::kDuplicate);
-    rec->duplicate_order = ++last_duplicate_;
-    if (Classic() && rec->doc_replication_id != job_id) {
-      Write(*rec, MakeWrite(job_id, std::nullopt), out);
-    }
+  if ((owner != owners_.end() && owner->second != rec->key) || elsewhere_.count(job_id)) {
+    BecomeDuplicate(*rec, out);
   } else {
-    owners_[job_id] = rec->key;
-    rec->owned_id = job_id;
-    SetPhase(*rec, Phase::kOwner);
-    rec->crashes = 0;
-    DocAction a = Action(DocAction::Type::kAddJob, *rec);
-    a.job_id = job_id;
-    a.spec = rec->spec;
-    a.continuous = rec->continuous;
-    out.push_back(std::move(a));
+    StartJob(*rec, job_id, now, out);
   }
   HandOver(released, now, out);
+  return out;
+}
+
+void DocProcessor::BecomeDuplicate(DocRecord& rec, Actions& out) {
+  SetPhase(rec, Phase::kDuplicate);
+  rec.duplicate_order = ++last_duplicate_;
+  if (Classic() && rec.doc_replication_id != rec.job_id) {
+    Write(rec, MakeWrite(rec.job_id, std::nullopt), out);
+  }
+}
+
+std::vector<DocAction> DocProcessor::OnJobClaim(const DocKey& doc, uint64_t generation,
+                                                const std::string& job_id,
+                                                const std::optional<std::string>& elsewhere,
+                                                TimePoint now) {
+  DocRecord* rec = Find(doc);
+  if (rec == nullptr || rec->phase != Phase::kClaiming || rec->generation != generation ||
+      rec->owned_id != job_id) {
+    return {};  // stale: the kRemoveJob that ended this claim gives the lease back
+  }
+  Actions out;
+  rec->last_updated = now;
+  if (!elsewhere) {
+    AddJob(*rec, out);
+    return out;
+  }
+  std::vector<std::string> released;
+  Release(*rec, released);
+  elsewhere_.insert(job_id);
+  rec->error = ShortReason(*elsewhere);
+  BecomeDuplicate(*rec, out);
+  return out;  // no hand-over: the replication runs elsewhere
+}
+
+std::vector<DocAction> DocProcessor::OnJobFreed(const std::string& job_id, TimePoint now) {
+  if (!elsewhere_.erase(job_id)) return {};
+  Actions out;
+  HandOver({job_id}, now, out);
   return out;
 }
 
@@ -611,6 +656,10 @@ std::optional<DocView> DocProcessor::Doc(const DocKey& key) const {
       break;
     case Phase::kDuplicate:
       v.state = "duplicate";
+      v.error = rec->error;  // where the replication runs, when on another instance
+      break;
+    case Phase::kClaiming:
+      v.state = "initializing";
       break;
     case Phase::kOwner:
       v.state = "job";

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -248,4 +249,59 @@ TEST_CASE("cluster reconcile: take what is mine and not held, release what moved
   fewer.erase(gone);
   auto deleted = Reconcile("a", three, fewer, held);
   CHECK(std::count(deleted.release.begin(), deleted.release.end(), gone) == 1);
+}
+
+TEST_CASE("cluster membership: how long a member has been dead, by this instance's clock") {
+  Timing t{5s, 30s};
+  Membership m("self", t);
+  m.Seen("b", "1-b", At(10s));
+  CHECK_FALSE(m.DeadFor("self", At(1h)).has_value());
+  CHECK_FALSE(m.DeadFor("b", At(39s)).has_value());
+  CHECK(m.DeadFor("b", At(40s)) == Duration::zero());  // dead from now, for no time yet
+  CHECK(m.DeadFor("b", At(55s)) == Duration(15s));
+  CHECK(m.DeadFor("nobody", At(0s)) == Duration::max());
+  m.Gone("b");
+  CHECK(m.DeadFor("b", At(55s)) == Duration::max());
+}
+
+TEST_CASE("cluster job leases: one replication runs for one document; the others are duplicates") {
+  Timing t{5s, 30s};
+  Membership m("me", t);
+  m.Seen("other", "1-o", At(0s));
+  const DocKey x{"_replicator", "x"}, y{"_replicator", "y"};
+  const std::set<DocKey> docs{x, y};
+  JobBook book;
+  const std::string id = "abc+continuous";
+  CHECK(JobLeaseDocId(id) == "job:abc+continuous");
+
+  // Never seen, or given back, or deleted: take it.
+  CHECK(JudgeClaim(book.Find(id), y, "me", m, docs, At(1s)) == ClaimVerdict::kTake);
+  book.Seen(id, "", x, "2-r");
+  CHECK(JudgeClaim(book.Find(id), y, "me", m, docs, At(1s)) == ClaimVerdict::kTake);
+  book.Missing(id);
+  CHECK(JudgeClaim(book.Find(id), y, "me", m, docs, At(1s)) == ClaimVerdict::kTake);
+
+  // Another live member runs it for x: y is a duplicate; x itself (moved here) waits for it.
+  book.Seen(id, "other", x, "3-o");
+  CHECK(JudgeClaim(book.Find(id), y, "me", m, docs, At(1s)) == ClaimVerdict::kElsewhere);
+  CHECK(JudgeClaim(book.Find(id), x, "me", m, docs, At(1s)) == ClaimVerdict::kWait);
+  CHECK(book.CountByHolder() == std::map<std::string, int>{{"other", 1}});
+
+  // Its holder died at 30 s: x's new owner takes it at once; y waits one more lease_ttl
+  // (x keeps its replication after a failover) unless x is gone.
+  CHECK(JudgeClaim(book.Find(id), x, "me", m, docs, At(30s)) == ClaimVerdict::kTake);
+  CHECK(JudgeClaim(book.Find(id), y, "me", m, docs, At(30s)) == ClaimVerdict::kElsewhere);
+  CHECK(JudgeClaim(book.Find(id), y, "me", m, docs, At(59s)) == ClaimVerdict::kElsewhere);
+  CHECK(JudgeClaim(book.Find(id), y, "me", m, docs, At(60s)) == ClaimVerdict::kTake);
+  CHECK(JudgeClaim(book.Find(id), y, "me", m, {y}, At(31s)) == ClaimVerdict::kTake);
+  // A holder that left cleanly (heartbeat document deleted) gave it back; if not, take it.
+  m.Gone("other");
+  CHECK(JudgeClaim(book.Find(id), y, "me", m, docs, At(1s)) == ClaimVerdict::kTake);
+
+  // Held by this instance: for the same document it runs; for another (a restart under
+  // the same instance id, or a local duplicate taking over) it is rewritten.
+  book.Seen(id, "me", x, "4-m");
+  CHECK(JudgeClaim(book.Find(id), x, "me", m, docs, At(1s)) == ClaimVerdict::kMine);
+  CHECK(JudgeClaim(book.Find(id), y, "me", m, docs, At(1s)) == ClaimVerdict::kTake);
+  CHECK(book.CountByHolder() == std::map<std::string, int>{{"me", 1}});
 }

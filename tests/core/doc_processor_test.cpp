@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -68,6 +69,9 @@ std::string Describe(const std::vector<DocAction>& actions) {
       case DocAction::Type::kWriteState:
         out += "write " + doc + " " + Describe(a.write);
         break;
+      case DocAction::Type::kClaimJob:
+        out += "claim " + doc + " " + a.job_id + gen;
+        break;
       case DocAction::Type::kRetryLater:
         out += "retry " + doc + gen + " +" +
                std::to_string(std::chrono::duration_cast<milliseconds>(a.at - At(0)).count()) +
@@ -129,6 +133,13 @@ struct Harness {
   }
   std::string Failed(const std::string& job, const std::string& reason, int64_t ms = 0) {
     return Describe(p.OnJobFailed(job, reason, At(ms)));
+  }
+  std::string Claim(const std::string& id, uint64_t gen, const std::string& job,
+                    const std::optional<std::string>& elsewhere, int64_t ms = 0) {
+    return Describe(p.OnJobClaim(DocKey{kDb, id}, gen, job, elsewhere, At(ms)));
+  }
+  std::string Freed(const std::string& job, int64_t ms = 0) {
+    return Describe(p.OnJobFreed(job, At(ms)));
   }
   DocView View(const std::string& id, const std::string& db = kDb) {
     auto v = p.Doc(DocKey{db, id});
@@ -410,6 +421,76 @@ TEST_CASE("duplicates in terminal mode get no write") {
   CHECK(h.View("b").state == "duplicate");
   CHECK(h.Delete("a") == "remove _replicator/a X | add _replicator/b X g2");
   CHECK(h.Started("X") == "");
+}
+
+DocProcessorSettings ClusterSettings() {
+  DocProcessorSettings s = Settings();
+  s.claim_jobs = true;
+  return s;
+}
+
+TEST_CASE("several instances: a job runs only once its job lease is held here") {
+  Harness h(ClusterSettings());
+  CHECK(h.Change("a", Body("a", 1, Valid())) == "compute _replicator/a g1");
+  CHECK(h.Computed("a", 1, Id("X"), 5) == "claim _replicator/a X g1");
+  CHECK(h.View("a").state == "initializing");
+  CHECK(h.View("a").job_id == "X");
+  // Job events before the claim is answered are not this document's.
+  CHECK(h.Started("X") == "");
+  // A stale answer (another generation or id) changes nothing.
+  CHECK(h.Claim("a", 7, "X", std::nullopt) == "");
+  CHECK(h.Claim("a", 1, "Y", std::nullopt) == "");
+  CHECK(h.Claim("a", 1, "X", std::nullopt, 10) == "add _replicator/a X g1");
+  CHECK(h.View("a").state == "job");
+  CHECK(h.Started("X") == "write _replicator/a {id=X,state=triggered,clear_reason}");
+  // A local duplicate waits here as before, and claims when the first goes.
+  CHECK(h.Change("b", Body("b", 1, Valid())) == "compute _replicator/b g2");
+  CHECK(h.Computed("b", 2, Id("X")) == "write _replicator/b {id=X}");
+  CHECK(h.Delete("a", 20) == "remove _replicator/a X | claim _replicator/b X g2");
+  CHECK(h.View("b").state == "initializing");
+  CHECK(h.Claim("b", 2, "X", std::nullopt) == "add _replicator/b X g2");
+}
+
+TEST_CASE("several instances: a replication another instance runs makes the document a duplicate until it is freed") {
+  Harness h(ClusterSettings());
+  CHECK(h.Change("b", Body("b", 1, Valid())) == "compute _replicator/b g1");
+  CHECK(h.Computed("b", 1, Id("X")) == "claim _replicator/b X g1");
+  const std::string where = "replication X runs on instance other for _replicator/a";
+  CHECK(h.Claim("b", 1, "X", where, 10) == "write _replicator/b {id=X}");
+  DocView b = h.View("b");
+  CHECK(b.state == "duplicate");
+  CHECK(b.error == where);
+  CHECK(b.last_updated == At(10));
+  CHECK_FALSE(h.p.OwnerOf("X").has_value());
+  // Later documents for it here are duplicates too, without a claim of their own.
+  CHECK(h.Change("c", Body("c", 1, Valid())) == "compute _replicator/c g2");
+  CHECK(h.Computed("c", 2, Id("X")) == "write _replicator/c {id=X}");
+  CHECK(h.View("c").state == "duplicate");
+  // A duplicate going away frees nothing: the replication is not this instance's.
+  CHECK(h.Delete("c") == "");
+  // Freed elsewhere: the oldest duplicate here claims it; a second answer "elsewhere"
+  // (another instance was quicker) makes it a duplicate again.
+  CHECK(h.Freed("X", 30) == "claim _replicator/b X g1");
+  CHECK(h.View("b").state == "initializing");
+  CHECK(h.View("b").error.empty());
+  CHECK(h.Claim("b", 1, "X", where) == "");  // already wrote its id
+  CHECK(h.View("b").state == "duplicate");
+  CHECK(h.Freed("X", 40) == "claim _replicator/b X g1");
+  CHECK(h.Claim("b", 1, "X", std::nullopt) == "add _replicator/b X g1");
+  // Freed twice, or for an id not waited on: nothing.
+  CHECK(h.Freed("X") == "");
+  CHECK(h.Freed("Z") == "");
+}
+
+TEST_CASE("several instances: a claiming document deleted or changed gives its claim back") {
+  Harness h(ClusterSettings());
+  CHECK(h.Change("a", Body("a", 1, Valid())) == "compute _replicator/a g1");
+  CHECK(h.Computed("a", 1, Id("X")) == "claim _replicator/a X g1");
+  CHECK(h.Change("a", Body("a", 2, R"("source":"http://src.example/other",)" + std::string(kTgt))) ==
+        "remove _replicator/a X | compute _replicator/a g2");
+  CHECK(h.Claim("a", 1, "X", std::nullopt) == "");  // stale
+  CHECK(h.Computed("a", 2, Id("Y")) == "claim _replicator/a Y g2");
+  CHECK(h.Delete("a") == "remove _replicator/a Y");
 }
 
 TEST_CASE("an owner whose document changes keeps its id while the new one is computed") {
