@@ -172,6 +172,10 @@ void WriteDoc(JsonWriter& w, const EngineSnapshot& s, const DocView& d, std::str
     }
   } else if (const JobSnapshot* p = job >= 0 ? ProgressAt(s, job) : nullptr) {
     w.Raw(RenderProgressInfo(ToProgress(*p)));
+  } else if (state == "duplicate" && !d.error.empty()) {
+    w.BeginObject().Key("reason");  // where the replication runs (another instance)
+    Str(w, d.error);
+    w.EndObject();
   } else if (state == "completed" && !d.stats_json.empty()) {
     w.Raw(d.stats_json);  // the final statistics, as CouchDB keeps them
   } else {
@@ -414,6 +418,8 @@ std::string RenderCluster(const EngineSnapshot& s) {
     w.Key("leases_held").Int(c.leases_held);
     w.Key("lease_conflicts").Uint(c.lease_conflicts);
     w.Key("leases_lost").Uint(c.leases_lost);
+    w.Key("job_leases_held").Int(c.job_leases_held);
+    w.Key("duplicates_elsewhere").Int(c.duplicates_elsewhere);
     w.Key("error");
     StrOrNull(w, ScrubSecrets(c.error));
     w.Key("members").BeginArray();
@@ -427,6 +433,7 @@ std::string RenderCluster(const EngineSnapshot& s) {
       w.Key("heartbeat_age_seconds").Double(std::max(0.0, s.unix_now - m.last_heartbeat_unix));
       w.Key("owns").Int(m.owns);
       w.Key("leases").Int(m.leases);
+      w.Key("jobs").Int(m.jobs);
       w.EndObject();
     }
     w.EndArray();
@@ -656,6 +663,11 @@ std::string RenderMetrics(const EngineSnapshot& s, const HttpMetricsSnapshot& ht
                    "Lease takes and renewals another member won (409).");
   Family lost("couchrepd_cluster_leases_lost_total", "counter",
               "Leases given up because a renewal failed or came too late (their jobs stopped).");
+  Family job_leases("couchrepd_cluster_job_leases_held", "gauge",
+                    "Replications this instance holds the job lease of (runs or is about to run).");
+  Family elsewhere("couchrepd_cluster_duplicates_elsewhere", "gauge",
+                   "Replications another instance runs for another document while a duplicate "
+                   "document here waits for it.");
   if (s.cluster) {
     uint64_t live = 0;
     for (const auto& m : s.cluster->members) {
@@ -667,6 +679,9 @@ std::string RenderMetrics(const EngineSnapshot& s, const HttpMetricsSnapshot& ht
     held.Add({{"instance_id", s.cluster->self}}, static_cast<uint64_t>(s.cluster->leases_held));
     conflicts.Add({}, s.cluster->lease_conflicts);
     lost.Add({}, s.cluster->leases_lost);
+    job_leases.Add({{"instance_id", s.cluster->self}},
+                   static_cast<uint64_t>(s.cluster->job_leases_held));
+    elsewhere.Add({}, static_cast<uint64_t>(s.cluster->duplicates_elsewhere));
   }
 
   std::string out;
@@ -679,7 +694,9 @@ std::string RenderMetrics(const EngineSnapshot& s, const HttpMetricsSnapshot& ht
     f->AppendTo(out);
   }
   if (s.cluster) {
-    for (const Family* f : {&members, &owned, &held, &conflicts, &lost}) f->AppendTo(out);
+    for (const Family* f : {&members, &owned, &held, &conflicts, &lost, &job_leases, &elsewhere}) {
+      f->AppendTo(out);
+    }
   }
   return out;
 }

@@ -463,7 +463,10 @@ std::vector<DocAction> DocProcessor::OnIdComputed(const DocKey& doc, uint64_t ge
   rec->doc_errors = 0;
   rec->error_written = false;
   auto owner = owners_.find(job_id);
-  if ((owner != owners_.end() && owner->second != rec->key) || elsewhere_.count(job_id)) {
+  // A replication another instance runs is claimed all the same: the claim
+  // tells whether this document is the one it runs for (it moved here after
+  // a failover) or a duplicate.
+  if (owner != owners_.end() && owner->second != rec->key) {
     BecomeDuplicate(*rec, out);
   } else {
     StartJob(*rec, job_id, now, out);
@@ -492,6 +495,7 @@ std::vector<DocAction> DocProcessor::OnJobClaim(const DocKey& doc, uint64_t gene
   Actions out;
   rec->last_updated = now;
   if (!elsewhere) {
+    elsewhere_.erase(job_id);
     AddJob(*rec, out);
     return out;
   }

@@ -22,6 +22,7 @@ constexpr int kNotFound = 404;
 constexpr int kExists = 412;
 constexpr std::string_view kMemberPrefix = "member:";
 constexpr std::string_view kLeasePrefix = "lease:";
+constexpr std::string_view kJobPrefix = "job:";
 // Lease documents per _bulk_docs request (renewals, takes, releases).
 constexpr size_t kBulkChunk = 500;
 // Rows per _changes page of the coordination database.
@@ -109,6 +110,22 @@ void ClusterMember::Released(const DocKey& doc) {
   cv_.notify_one();
 }
 
+void ClusterMember::ClaimJob(const std::string& job_id, const DocKey& doc, uint64_t generation) {
+  std::lock_guard<std::mutex> lock(mu_);
+  job_releases_.erase(job_id);
+  claims_[job_id] = Claim{doc, generation};
+  kicked_ = true;
+  cv_.notify_one();
+}
+
+void ClusterMember::ReleaseJob(const std::string& job_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  claims_.erase(job_id);
+  job_releases_.insert(job_id);
+  kicked_ = true;
+  cv_.notify_one();
+}
+
 cluster::ClusterView ClusterMember::View() const {
   std::lock_guard<std::mutex> lock(mu_);
   return view_;
@@ -133,6 +150,24 @@ std::string ClusterMember::LeaseJson(const DocKey& doc, const std::string& holde
   w.Key("db").String(doc.db);
   w.Key("doc_id").String(doc.doc_id);
   w.Key("holder").String(holder);
+  w.Key("written_unix").Int(static_cast<int64_t>(clock_.UnixSeconds()));
+  w.EndObject();
+  return w.Take();
+}
+
+std::string ClusterMember::JobLeaseJson(const std::string& job_id, const std::string& holder,
+                                        const DocKey& doc, bool deleted) const {
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("_id").String(cluster::JobLeaseDocId(job_id));
+  const cluster::JobBook::Lease* seen = job_book_.Find(job_id);
+  if (seen != nullptr && seen->exists) w.Key("_rev").String(seen->rev);
+  if (deleted) w.Key("_deleted").Bool(true);
+  w.Key("type").String("job");
+  w.Key("replication_id").String(job_id);
+  w.Key("holder").String(holder);
+  w.Key("db").String(doc.db);
+  w.Key("doc_id").String(doc.doc_id);
   w.Key("written_unix").Int(static_cast<int64_t>(clock_.UnixSeconds()));
   w.EndObject();
   return w.Take();
@@ -206,6 +241,14 @@ bool ClusterMember::ReadChanges() {
         } else {
           members_.Seen(member, rev, now);
         }
+      } else if (row.id.rfind(kJobPrefix, 0) == 0) {
+        std::optional<cluster::JobBook::Lease> lease;
+        if (!row.deleted && parsed) {
+          lease = cluster::JobBook::Lease{
+              true, StringField(doc, "holder"),
+              DocKey{StringField(doc, "db"), StringField(doc, "doc_id")}, rev};
+        }
+        ReadJobLease(row.id.substr(kJobPrefix.size()), lease);
       } else if (auto key = LeaseKey(row.id)) {
         std::string holder = row.deleted || !parsed ? "" : StringField(doc, "holder");
         if (row.deleted || !parsed) {
@@ -229,20 +272,18 @@ bool ClusterMember::ReadChanges() {
   }
 }
 
-// Writes lease documents (`json` of each) in _bulk_docs chunks and calls
-// `on_result` with each document's answer and when its chunk was sent (the
-// lease is at least that fresh). Returns how many documents were written
-// before a chunk failed (all of them when none did; `what` names it in the
-// error).
-size_t ClusterMember::WriteLeases(const std::vector<DocKey>& docs,
-                                  const std::function<std::string(const DocKey&)>& json,
-                                  const std::string& what, const LeaseResult& on_result) {
+// Writes documents in _bulk_docs chunks and calls `on_result` with each
+// document's index, answer and when its chunk was sent (a lease is at least
+// that fresh). Returns how many documents were written before a chunk failed
+// (all of them when none did; `what` names it in the error).
+size_t ClusterMember::WriteBulk(const std::vector<std::pair<std::string, std::string>>& docs,
+                                const std::string& what, const BulkResult& on_result) {
   for (size_t i = 0; i < docs.size(); i += kBulkChunk) {
     std::vector<std::string> body;
-    std::map<std::string, DocKey> by_id;
+    std::map<std::string, size_t> by_id;
     for (size_t j = i; j < std::min(docs.size(), i + kBulkChunk); ++j) {
-      body.push_back(json(docs[j]));
-      by_id[cluster::LeaseDocId(docs[j])] = docs[j];
+      body.push_back(docs[j].second);
+      by_id[docs[j].first] = j;
     }
     const TimePoint sent = clock_.Now();
     auto r = db_.BulkDocs(body, true);
@@ -256,6 +297,143 @@ size_t ClusterMember::WriteLeases(const std::vector<DocKey>& docs,
     }
   }
   return docs.size();
+}
+
+// Lease documents (`json` of each), through WriteBulk.
+size_t ClusterMember::WriteLeases(const std::vector<DocKey>& docs,
+                                  const std::function<std::string(const DocKey&)>& json,
+                                  const std::string& what, const LeaseResult& on_result) {
+  std::vector<std::pair<std::string, std::string>> body;
+  body.reserve(docs.size());
+  for (const auto& doc : docs) body.emplace_back(cluster::LeaseDocId(doc), json(doc));
+  return WriteBulk(body, what, [&](size_t i, const DocWriteResult& w, TimePoint sent) {
+    on_result(docs[i], w, sent);
+  });
+}
+
+// A job lease read from the coordination database (nullopt: deleted).
+void ClusterMember::ReadJobLease(const std::string& job_id,
+                                 const std::optional<cluster::JobBook::Lease>& lease) {
+  if (lease) {
+    job_book_.Seen(job_id, lease->holder, lease->doc, lease->rev);
+  } else {
+    job_book_.Missing(job_id);
+  }
+  // Another member took it: it judged this one dead, and took its documents'
+  // leases too (LoseTaken stops their jobs). It is no longer this one's to give back.
+  if ((!lease || lease->holder != self_) && own_jobs_.erase(job_id)) {
+    spdlog::warn("cluster: the job lease of replication {} was taken by another member", job_id);
+  }
+}
+
+// Gives back the job leases of jobs that stopped here (all of them when
+// stopping): the lease document is deleted, so a duplicate elsewhere may
+// claim it at once.
+void ClusterMember::WriteJobReleases(bool all) {
+  std::set<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ids.swap(job_releases_);
+  }
+  if (all) {
+    for (const auto& [id, doc] : own_jobs_) ids.insert(id);
+  }
+  std::vector<std::pair<std::string, std::string>> body;
+  std::vector<std::string> order;
+  for (const auto& id : ids) {
+    auto held = own_jobs_.find(id);
+    if (held == own_jobs_.end()) continue;
+    body.emplace_back(cluster::JobLeaseDocId(id), JobLeaseJson(id, "", held->second, true));
+    order.push_back(id);
+  }
+  size_t written = WriteBulk(body, "giving job leases back",
+                             [&](size_t i, const DocWriteResult& w, TimePoint) {
+                               if (w.ok || w.error == "conflict" || w.error == "not_found") {
+                                 own_jobs_.erase(order[i]);
+                               }
+                               if (w.ok) job_book_.Missing(order[i]);
+                             });
+  // Not written: tried again at the next pass, unless claimed again meanwhile.
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t j = written; j < order.size(); ++j) {
+    if (!claims_.count(order[j])) job_releases_.insert(order[j]);
+  }
+}
+
+void ClusterMember::AnswerClaim(const std::string& job_id, const Claim& claim,
+                                const std::optional<std::string>& elsewhere) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = claims_.find(job_id);
+    if (it == claims_.end() || !(it->second == claim)) return;  // withdrawn or asked anew
+    claims_.erase(it);
+  }
+  hooks_.claimed(claim.doc, claim.generation, job_id, elsewhere);
+}
+
+// Answers the claims of job leases: held here already, taken now (a
+// conditional write: the 409 decides a race), held elsewhere (a duplicate),
+// or to be asked again (the old owner of a document that moved here has not
+// given it back yet; or a write lost a race and the next read tells who won).
+void ClusterMember::ClaimJobs(const std::set<DocKey>& docs, TimePoint now) {
+  std::map<std::string, Claim> claims;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    claims = claims_;
+  }
+  std::vector<std::pair<std::string, std::string>> body;
+  std::vector<std::string> order;
+  for (const auto& [id, claim] : claims) {
+    const cluster::JobBook::Lease* lease = job_book_.Find(id);
+    switch (cluster::JudgeClaim(lease, claim.doc, self_, members_, docs, now)) {
+      case cluster::ClaimVerdict::kMine:
+        own_jobs_[id] = claim.doc;
+        watching_.erase(id);
+        AnswerClaim(id, claim, std::nullopt);
+        break;
+      case cluster::ClaimVerdict::kTake:
+        body.emplace_back(cluster::JobLeaseDocId(id), JobLeaseJson(id, self_, claim.doc, false));
+        order.push_back(id);
+        break;
+      case cluster::ClaimVerdict::kWait:
+        break;
+      case cluster::ClaimVerdict::kElsewhere:
+        watching_.insert(id);
+        AnswerClaim(id, claim,
+                    "replication " + id + " runs on instance " + lease->holder + " for " +
+                        lease->doc.db + "/" + lease->doc.doc_id);
+        break;
+    }
+  }
+  WriteBulk(body, "taking job leases", [&](size_t i, const DocWriteResult& w, TimePoint) {
+    const std::string& id = order[i];
+    const Claim& claim = claims[id];
+    if (w.ok) {
+      job_book_.Seen(id, self_, claim.doc, w.rev);
+      own_jobs_[id] = claim.doc;
+      watching_.erase(id);
+      AnswerClaim(id, claim, std::nullopt);
+    } else if (w.error == "conflict") {
+      ++conflicts_;  // another member was first (or this one's view is old): the next read tells
+    }
+  });
+}
+
+// Job leases held elsewhere that a duplicate here waits for: once given back
+// (or their holder dead), the duplicate may claim them.
+void ClusterMember::WatchJobs(const std::set<DocKey>& docs, TimePoint now) {
+  std::vector<std::string> freed;
+  for (auto it = watching_.begin(); it != watching_.end();) {
+    // As judged for a document other than the lease's own.
+    auto verdict = cluster::JudgeClaim(job_book_.Find(*it), DocKey{}, self_, members_, docs, now);
+    if (verdict == cluster::ClaimVerdict::kTake) {
+      freed.push_back(*it);
+      it = watching_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& id : freed) hooks_.freed(id);
 }
 
 // Gives up those of `docs` this instance holds (they count as lost) and
@@ -399,6 +577,7 @@ void ClusterMember::PublishView(const std::set<DocKey>& docs, TimePoint now) {
     if (auto owner = cluster::OwnerOf(live, doc)) ++owns[*owner];
   }
   auto holds = book_.CountByHolder(live);
+  auto jobs = job_book_.CountByHolder();
   const double unix_now = clock_.UnixSeconds();
   for (const auto& m : members_.Members(now)) {
     cluster::ClusterView::Member out;
@@ -409,10 +588,13 @@ void ClusterMember::PublishView(const std::set<DocKey>& docs, TimePoint now) {
         unix_now - std::chrono::duration<double>(now - m.last_change).count();
     out.owns = owns[m.id];
     out.leases = m.self ? HeldCount() : holds[m.id];
+    out.jobs = m.self ? static_cast<int>(own_jobs_.size()) : jobs[m.id];
     v.members.push_back(std::move(out));
   }
   v.documents = static_cast<int>(docs.size());
   v.leases_held = HeldCount();
+  v.job_leases_held = static_cast<int>(own_jobs_.size());
+  v.duplicates_elsewhere = static_cast<int>(watching_.size());
   v.lease_conflicts = conflicts_;
   {
     std::lock_guard<std::mutex> lock(lease_mu_);
@@ -453,8 +635,11 @@ void ClusterMember::Loop() {
     const std::set<DocKey> docs = Docs();  // one copy per pass
     if (read) {
       error_.clear();
+      WriteJobReleases(false);  // before the documents' leases: a moved job's new owner claims it next
       WriteReleases(docs, false);
       Rebalance(docs, clock_.Now());
+      ClaimJobs(docs, clock_.Now());
+      WatchJobs(docs, clock_.Now());
       if (beat) ForgetStale(clock_.Now());
     }
     PublishView(docs, clock_.Now());
@@ -481,6 +666,7 @@ void ClusterMember::Stop(bool give_back) {
   // The jobs have stopped: every lease goes back, and the heartbeat document
   // goes so the others see this member gone at once.
   const std::set<DocKey> docs = Docs();
+  WriteJobReleases(true);
   WriteReleases(docs, true);
   if (!member_rev_.empty()) {
     auto gone = db_.DeleteDoc(cluster::MemberDocId(self_), member_rev_);

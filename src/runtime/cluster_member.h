@@ -14,16 +14,25 @@
 // it tells the engine which documents this instance may run (granted) and
 // which it must stop (revoked). A lease is given back (holder "") only after
 // Released: the new owner starts the job after the old one checkpointed.
+//
+// Job leases ("job:<replication id>"): before a document's job runs, the
+// engine asks for its replication's job lease (ClaimJob). Held by another
+// live member for another document, the answer is "elsewhere" (the document
+// is a duplicate) and the lease is watched: once given back, or its holder
+// dead, `freed` says so and a duplicate may claim it. The engine gives it
+// back (ReleaseJob) once the job's runs have ended.
 #pragma once
 
 #include <condition_variable>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "couchrepd/cluster.h"
@@ -37,6 +46,12 @@ class ClusterMember {
   struct Hooks {
     std::function<void(const DocKey&)> granted;  // this instance holds the lease: run it
     std::function<void(const DocKey&)> revoked;  // stop its job, then call Released
+    // The answer to ClaimJob: `elsewhere` unset when this instance holds the
+    // job lease, else where the replication runs.
+    std::function<void(const DocKey&, uint64_t generation, const std::string& job_id,
+                       const std::optional<std::string>& elsewhere)>
+        claimed;
+    std::function<void(const std::string& job_id)> freed;  // a watched job lease may be claimed
   };
 
   ClusterMember(const Config::Cluster& config, std::string instance_id, CouchClient server,
@@ -57,6 +72,11 @@ class ClusterMember {
   void SetDoc(const DocKey& doc, bool exists);
   // The job of a revoked document has stopped (or it had none).
   void Released(const DocKey& doc);
+  // Document `doc` (processing `generation`) may run replication `job_id`
+  // once this instance holds its job lease: answered by Hooks::claimed.
+  void ClaimJob(const std::string& job_id, const DocKey& doc, uint64_t generation);
+  // The job has stopped here (or its claim is withdrawn): the job lease goes back.
+  void ReleaseJob(const std::string& job_id);
 
   cluster::ClusterView View() const;
   const std::string& instance_id() const { return self_; }
@@ -75,10 +95,28 @@ class ClusterMember {
   void WriteReleases(const std::set<DocKey>& docs, bool all);
   void ForgetStale(TimePoint now);
   using LeaseResult = std::function<void(const DocKey&, const DocWriteResult&, TimePoint sent)>;
+  // Writes documents ((id, JSON) pairs) in _bulk_docs chunks and calls
+  // `on_result` with each one's index, answer and when its chunk was sent.
+  using BulkResult = std::function<void(size_t, const DocWriteResult&, TimePoint sent)>;
+  size_t WriteBulk(const std::vector<std::pair<std::string, std::string>>& docs,
+                   const std::string& what, const BulkResult& on_result);
   size_t WriteLeases(const std::vector<DocKey>& docs,
                      const std::function<std::string(const DocKey&)>& json,
                      const std::string& what, const LeaseResult& on_result);
   std::string LeaseJson(const DocKey& doc, const std::string& holder, bool deleted) const;
+  std::string JobLeaseJson(const std::string& job_id, const std::string& holder, const DocKey& doc,
+                           bool deleted) const;
+  void ReadJobLease(const std::string& job_id, const std::optional<cluster::JobBook::Lease>& lease);
+  void WriteJobReleases(bool all);
+  struct Claim {
+    DocKey doc;
+    uint64_t generation = 0;
+    bool operator==(const Claim&) const = default;
+  };
+  void AnswerClaim(const std::string& job_id, const Claim& claim,
+                   const std::optional<std::string>& elsewhere);
+  void ClaimJobs(const std::set<DocKey>& docs, TimePoint now);
+  void WatchJobs(const std::set<DocKey>& docs, TimePoint now);
   void Fail(const std::string& what, const Error& e);
   void PublishView(const std::set<DocKey>& docs, TimePoint now);
 
@@ -102,6 +140,8 @@ class ClusterMember {
   bool kicked_ = false;
   std::set<DocKey> docs_;
   std::set<DocKey> released_;  // revoked and stopped: give back the lease
+  std::map<std::string, Claim> claims_;    // job leases asked for, by job id
+  std::set<std::string> job_releases_;     // job leases to give back
   cluster::ClusterView view_;
 
   // The leases held: the thread's and the guard's.
@@ -114,6 +154,9 @@ class ClusterMember {
   cluster::Membership members_;
   cluster::LeaseBook book_;
   std::vector<DocKey> taken_;  // leases read with a holder other than this instance
+  cluster::JobBook job_book_;
+  std::map<std::string, DocKey> own_jobs_;  // job leases held: job id -> its document
+  std::set<std::string> watching_;          // held elsewhere: a duplicate here waits
   std::string member_rev_;
   std::string since_ = "0";
   bool prepared_ = false;

@@ -96,6 +96,12 @@ void Engine::Impl::Handle(Event& e, TimePoint now) {
     case Event::Kind::kLeaseRevoked:
       OnLeaseRevoked(e.key, now);
       break;
+    case Event::Kind::kJobClaimed:
+      Apply(processor.OnJobClaim(e.key, e.generation, e.job_id, e.elsewhere, now), now);
+      break;
+    case Event::Kind::kJobFreed:
+      Apply(processor.OnJobFreed(e.job_id, now), now);
+      break;
     case Event::Kind::kIdComputed:
       Apply(processor.OnIdComputed(e.key, e.generation, *e.id, now, RandomUnit), now);
       break;

@@ -27,6 +27,22 @@ void Engine::Impl::StartCluster() {
     e.key = key;
     Post(std::move(e));
   };
+  hooks.claimed = [this](const DocKey& key, uint64_t generation, const std::string& job_id,
+                         const std::optional<std::string>& elsewhere) {
+    Event e;
+    e.kind = Event::Kind::kJobClaimed;
+    e.key = key;
+    e.generation = generation;
+    e.job_id = job_id;
+    e.elsewhere = elsewhere;
+    Post(std::move(e));
+  };
+  hooks.freed = [this](const std::string& job_id) {
+    Event e;
+    e.kind = Event::Kind::kJobFreed;
+    e.job_id = job_id;
+    Post(std::move(e));
+  };
   cluster = std::make_unique<ClusterMember>(config.cluster, self, ServerClient(), std::move(hooks),
                                             clock);
   spdlog::info("cluster: member {} (coordination database {}, heartbeat {} ms, lease_ttl {} ms)",
@@ -98,6 +114,16 @@ void Engine::Impl::LeaseFree(const DocKey& key) {
 }
 
 void Engine::Impl::OnClusterRunEnded(uint64_t run) {
+  // Job leases first: a moved document's new owner claims its job lease next.
+  for (auto it = job_releasing.begin(); it != job_releasing.end();) {
+    it->second.erase(run);
+    if (it->second.empty()) {
+      cluster->ReleaseJob(it->first);
+      it = job_releasing.erase(it);
+    } else {
+      ++it;
+    }
+  }
   for (auto it = releasing.begin(); it != releasing.end();) {
     it->second.erase(run);
     if (it->second.empty()) {
@@ -106,6 +132,35 @@ void Engine::Impl::OnClusterRunEnded(uint64_t run) {
     } else {
       ++it;
     }
+  }
+}
+
+// A document may run its job once this instance holds the replication's job
+// lease, so that two documents for one replication on two instances run it
+// once (the other is a duplicate). Without clustering (never the case when
+// the processor asks) it may at once.
+void Engine::Impl::ClaimJob(const DocAction& a, TimePoint now) {
+  if (!cluster) {
+    Apply(processor.OnJobClaim(a.doc, a.generation, a.job_id, std::nullopt, now), now);
+    return;
+  }
+  job_releasing.erase(a.job_id);  // removed and added again: the lease stays
+  cluster->ClaimJob(a.job_id, a.doc, a.generation);
+}
+
+// A job was removed (or its claim withdrawn): its job lease goes back once
+// every run of it has ended (checkpointed).
+void Engine::Impl::ReleaseJob(const std::string& job_id) {
+  if (!cluster) return;
+  std::set<uint64_t> runs;
+  for (const auto& r : stopping) {
+    if (r.job_id == job_id) runs.insert(r.run);
+  }
+  if (runs.empty()) {
+    job_releasing.erase(job_id);
+    cluster->ReleaseJob(job_id);
+  } else {
+    job_releasing[job_id] = std::move(runs);
   }
 }
 

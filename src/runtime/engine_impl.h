@@ -66,7 +66,9 @@ struct Engine::Impl {
       kWakeFeed,    // the _db_updates feed (re)started or is missing (wake_feed)
       kWatchFired,  // a parked run's source changed, or watching it failed (job_id, run, watch_error)
       kLeaseGranted,  // cluster: this instance holds the lease of `key`: run it
-      kLeaseRevoked   // cluster: stop the job of `key`, then tell ClusterMember::Released
+      kLeaseRevoked,  // cluster: stop the job of `key`, then tell ClusterMember::Released
+      kJobClaimed,    // cluster: the answer to ClaimJob (key, generation, job_id, elsewhere)
+      kJobFreed       // cluster: the job lease of job_id, held elsewhere, may be claimed
     };
     Kind kind = Kind::kWake;
     std::string db;
@@ -83,6 +85,7 @@ struct Engine::Impl {
     std::set<std::string> dbs;
     WakeFeedState wake_feed = WakeFeedState::kUnknown;
     std::optional<Error> watch_error;
+    std::optional<std::string> elsewhere;
   };
 
   struct Feed {
@@ -199,6 +202,7 @@ struct Engine::Impl {
   std::map<DocKey, ChangeRow> cluster_rows;  // the latest row of every replication document
   std::set<DocKey> leased;                   // documents this instance may run
   std::map<DocKey, std::set<uint64_t>> releasing;  // revoked: their runs still checkpointing
+  std::map<std::string, std::set<uint64_t>> job_releasing;  // removed jobs: runs still checkpointing
 
   // --- engine.cpp: the event queue and the engine loop ---
   static double RandomUnit();
@@ -257,6 +261,8 @@ struct Engine::Impl {
   void OnLeaseGranted(const DocKey& key, TimePoint now);
   void OnLeaseRevoked(const DocKey& key, TimePoint now);
   void OnClusterRunEnded(uint64_t run);
+  void ClaimJob(const DocAction& a, TimePoint now);
+  void ReleaseJob(const std::string& job_id);
   void LeaseFree(const DocKey& key);
   void ForgetClusterDatabase(const std::string& db);
 

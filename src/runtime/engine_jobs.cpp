@@ -283,6 +283,10 @@ void Engine::Impl::Apply(const std::vector<DocAction>& actions, TimePoint now) {
         Apply(scheduler.Remove(a.job_id, now), now);
         StopRunner(a.job_id);
         jobs.erase(a.job_id);
+        ReleaseJob(a.job_id);
+        break;
+      case DocAction::Type::kClaimJob:
+        ClaimJob(a, now);
         break;
       case DocAction::Type::kWriteState: {
         if (shutting_down.load()) break;

@@ -68,7 +68,9 @@ void Engine::Impl::ApplyReload(const Config& next, TimePoint now) {
     config = next;
   }
   scheduler.UpdateSettings(SchedulerSettings::From(next));
-  processor.UpdateSettings(DocProcessorSettings::From(next, server_endpoint));
+  DocProcessorSettings doc_settings = DocProcessorSettings::From(next, server_endpoint);
+  doc_settings.claim_jobs = cluster != nullptr;  // cluster settings are read at start
+  processor.UpdateSettings(std::move(doc_settings));
   SyncDatabases(discovered, now);
   Apply(scheduler.Tick(now), now);
   spdlog::info("configuration reloaded");

@@ -462,9 +462,11 @@ TEST_CASE("several instances: a replication another instance runs makes the docu
   CHECK(b.error == where);
   CHECK(b.last_updated == At(10));
   CHECK_FALSE(h.p.OwnerOf("X").has_value());
-  // Later documents for it here are duplicates too, without a claim of their own.
+  // A later document for it here claims too: it may be the one the replication runs
+  // for (moved here after a failover). Not this time.
   CHECK(h.Change("c", Body("c", 1, Valid())) == "compute _replicator/c g2");
-  CHECK(h.Computed("c", 2, Id("X")) == "write _replicator/c {id=X}");
+  CHECK(h.Computed("c", 2, Id("X")) == "claim _replicator/c X g2");
+  CHECK(h.Claim("c", 2, "X", where) == "write _replicator/c {id=X}");
   CHECK(h.View("c").state == "duplicate");
   // A duplicate going away frees nothing: the replication is not this instance's.
   CHECK(h.Delete("c") == "");
@@ -480,6 +482,22 @@ TEST_CASE("several instances: a replication another instance runs makes the docu
   // Freed twice, or for an id not waited on: nothing.
   CHECK(h.Freed("X") == "");
   CHECK(h.Freed("Z") == "");
+}
+
+TEST_CASE("several instances: after a failover the triggering document gets its replication back, the duplicate stays one") {
+  Harness h(ClusterSettings());
+  // y waits for X, which another instance runs for x.
+  CHECK(h.Change("y", Body("y", 1, Valid())) == "compute _replicator/y g1");
+  CHECK(h.Computed("y", 1, Id("X")) == "claim _replicator/y X g1");
+  CHECK(h.Claim("y", 1, "X", std::string("runs elsewhere for x")) == "write _replicator/y {id=X}");
+  // That instance died: x moves here, claims X and gets it.
+  CHECK(h.Change("x", Body("x", 1, Valid())) == "compute _replicator/x g2");
+  CHECK(h.Computed("x", 2, Id("X")) == "claim _replicator/x X g2");
+  CHECK(h.Claim("x", 2, "X", std::nullopt) == "add _replicator/x X g2");
+  CHECK(h.View("y").state == "duplicate");
+  CHECK(h.p.OwnerOf("X") == DocKey{kDb, "x"});
+  // x deleted: the duplicate here takes over.
+  CHECK(h.Delete("x") == "remove _replicator/x X | claim _replicator/y X g1");
 }
 
 TEST_CASE("several instances: a claiming document deleted or changed gives its claim back") {

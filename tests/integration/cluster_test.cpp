@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 
+#include "couchrepd/cluster.h"
 #include "integration/serve_helpers.h"
 #include "integration/status_helpers.h"
 #include "support/fault_proxy.h"
@@ -475,4 +476,134 @@ TEST_CASE("cluster: the heartbeat document of a member dead for 10 lease_ttl is 
   CHECK(serve.Log().find("member ghost has been dead for 3 s") != std::string::npos);
   // This instance's own document stays.
   CHECK(coord.GetDoc("member:a").ok());
+}
+
+TEST_CASE("cluster: two documents for one replication on two instances run it once; the duplicate takes over when the triggering document goes, and defers to it after a failover") {
+  constexpr int kPairs = 8;
+  TestServer server;
+  auto root = ServerClient(server);
+  CouchClient rep = root.Database("_replicator");
+  Instances cluster;
+  auto& [serves, ports] = cluster;
+  for (const std::string name : {"a", "b"}) cluster.Start(name, ClusterConfig(server, name));
+  REQUIRE(WaitUntil([&] {
+    return LiveMembers(ports["a"]).size() == 2 && LiveMembers(ports["b"]).size() == 2;
+  }, 30s));
+
+  // Pair i: x owned by a and y owned by b (rendezvous hashing over {a, b}),
+  // both csrc-i -> ctgt-i, continuous: one replication id.
+  auto owned_by = [](const std::string& prefix, const std::string& owner) {
+    for (int n = 0;; ++n) {
+      std::string id = prefix + "-" + std::to_string(n);
+      if (*cluster::OwnerOf({"a", "b"}, DocKey{"_replicator", id}) == owner) return id;
+    }
+  };
+  std::vector<std::string> xs, ys;
+  for (int i = 0; i < kPairs; ++i) {
+    xs.push_back(owned_by("x" + Num(i), "a"));
+    ys.push_back(owned_by("y" + Num(i), "b"));
+    CouchClient src = root.Database("csrc-" + Num(i));
+    REQUIRE(src.CreateDb().ok());
+    PutPlainDocs(src, 0, 3, "c");
+    REQUIRE(rep.PutDoc(xs[i], RepDocJson("csrc-" + Num(i), "ctgt-" + Num(i), true)).ok());
+  }
+  auto checkpointed = [&](int port, const std::string& doc) {
+    std::string seq = JobField(port, doc, {"info", "checkpointed_source_seq"});
+    return !seq.empty() && seq != "0" && seq[0] != '<';
+  };
+  REQUIRE(WaitUntil([&] {
+    for (const auto& x : xs) {
+      if (!checkpointed(ports["a"], x)) return false;
+    }
+    return true;
+  }, 60s));
+  for (int i = 0; i < kPairs; ++i) {
+    REQUIRE(rep.PutDoc(ys[i], RepDocJson("csrc-" + Num(i), "ctgt-" + Num(i), true)).ok());
+  }
+
+  // Each y is a duplicate on b: it gets the replication id in the document
+  // (classic), no state, and b runs no job.
+  bool deferred = WaitUntil([&] {
+    auto shown = StatusDocs(ports["b"]);
+    for (const auto& y : ys) {
+      if (shown[y] != "duplicate") return false;
+      auto doc = rep.GetDoc(y);
+      if (!doc.ok() || JsonText(*doc, {"_replication_id"}) == "<missing>") return false;
+    }
+    return true;
+  }, 60s);
+  INFO(StatusGet(ports["b"], "/_scheduler/docs/_replicator").body);
+  REQUIRE(deferred);
+  for (int i = 0; i < kPairs; ++i) {
+    INFO(ys[i]);
+    std::string id = JobField(ports["a"], xs[i], {"id"});
+    CHECK(JsonText(*rep.GetDoc(ys[i]), {"_replication_id"}) == id);
+    CHECK(JsonText(*rep.GetDoc(ys[i]), {"_replication_state"}) == "<missing>");
+    CHECK(JobField(ports["b"], ys[i], {"info", "reason"}) ==
+          "replication " + id + " runs on instance a for _replicator/" + xs[i]);
+    CHECK(root.Database("couchrepd").GetDoc("job:" + id).ok());
+  }
+  CHECK(JsonText(StatusGet(ports["b"], "/_scheduler/jobs").body, {"total_rows"}) == "0");
+  CHECK(JsonText(StatusGet(ports["a"], "/_scheduler/jobs").body, {"total_rows"}) == std::to_string(kPairs));
+  CHECK(MetricSum(ports["a"], "couchrepd_cluster_job_leases_held") == kPairs);
+  CHECK(MetricSum(ports["b"], "couchrepd_cluster_duplicates_elsewhere") == kPairs);
+  CHECK(JsonText(StatusGet(ports["b"], "/_cluster").body, {"duplicates_elsewhere"}) == std::to_string(kPairs));
+
+  // The triggering documents of the first half go: their duplicates take over
+  // on b and continue from the checkpoints a wrote.
+  constexpr int kHalf = kPairs / 2;
+  server.Request("DELETE", "/_test/requests");
+  for (int i = 0; i < kHalf; ++i) {
+    auto doc = rep.GetDoc(xs[i]);
+    REQUIRE(doc.ok());
+    REQUIRE(rep.DeleteDoc(xs[i], JsonText(*doc, {"_rev"})).ok());
+  }
+  bool took_over = WaitUntil([&] {
+    for (int i = 0; i < kHalf; ++i) {
+      if (!checkpointed(ports["b"], ys[i])) return false;
+    }
+    return true;
+  }, 60s);
+  INFO(serves["b"]->Log().substr(serves["b"]->Log().size() > 8000 ? serves["b"]->Log().size() - 8000 : 0));
+  REQUIRE(took_over);
+  for (int i = 0; i < kHalf; ++i) {
+    INFO(ys[i]);
+    CHECK(StatusDocs(ports["b"])[ys[i]] == "running");
+    std::string since = SinceOf(FirstQuery(server, "%5E%2Fcsrc-" + Num(i) + "%2F_changes"));
+    CHECK(!since.empty());
+    CHECK(since != "0");
+    REQUIRE(root.Database("csrc-" + Num(i)).PutDoc("after-takeover", "{}").ok());
+  }
+  CHECK(WaitUntil([&] {
+    for (int i = 0; i < kHalf; ++i) {
+      if (!root.Database("ctgt-" + Num(i)).GetDoc("after-takeover").ok()) return false;
+    }
+    return true;
+  }, 60s));
+  CHECK(StatusDocs(ports["a"]).size() == kHalf);
+
+  // kill -9 a: its triggering documents move to b and get their replications
+  // back; their duplicates stay duplicates.
+  serves["a"]->process().Signal(SIGKILL);
+  serves["a"]->process().Wait(10s);
+  ports.erase("a");
+  bool moved = WaitUntil([&] {
+    auto shown = StatusDocs(ports["b"]);
+    for (int i = kHalf; i < kPairs; ++i) {
+      if (shown[xs[i]] != "running" || shown[ys[i]] != "duplicate") return false;
+    }
+    return true;
+  }, 60s);
+  INFO(StatusGet(ports["b"], "/_scheduler/docs/_replicator").body);
+  REQUIRE(moved);
+  CHECK(JsonText(StatusGet(ports["b"], "/_scheduler/jobs").body, {"total_rows"}) == std::to_string(kPairs));
+  for (int i = kHalf; i < kPairs; ++i) {
+    REQUIRE(root.Database("csrc-" + Num(i)).PutDoc("after-failover", "{}").ok());
+  }
+  CHECK(WaitUntil([&] {
+    for (int i = kHalf; i < kPairs; ++i) {
+      if (!root.Database("ctgt-" + Num(i)).GetDoc("after-failover").ok()) return false;
+    }
+    return true;
+  }, 60s));
 }
