@@ -189,8 +189,13 @@ class OwnLeases {
  public:
   explicit OwnLeases(Timing timing) : timing_(timing) {}
 
-  // Taken (its write sent) at `now`.
-  void Written(const DocKey& doc, TimePoint now) { last_written_[doc] = now; }
+  // Taken (its write sent) at `now`. It counts from the last heartbeat that
+  // landed, not from the take: the others judge a lease by its holder's
+  // heartbeat, however long the take's answer took (from `now` before the
+  // first heartbeat).
+  void Written(const DocKey& doc, TimePoint now) {
+    last_written_[doc] = last_renewal_ ? *last_renewal_ : now;
+  }
   // This member's heartbeat, sent at `now`, landed: every lease held is
   // renewed with it.
   void Renewed(TimePoint now);
@@ -208,6 +213,7 @@ class OwnLeases {
 
  private:
   Timing timing_;
+  std::optional<TimePoint> last_renewal_;  // when the last heartbeat that landed was sent
   std::map<DocKey, TimePoint> last_written_;
 };
 

@@ -182,6 +182,7 @@ ClaimVerdict JudgeClaim(const JobBook::Lease* lease, const DocKey& doc, const st
 }
 
 void OwnLeases::Renewed(TimePoint now) {
+  if (!last_renewal_ || *last_renewal_ < now) last_renewal_ = now;
   for (auto& [doc, written] : last_written_) written = std::max(written, now);
 }
 

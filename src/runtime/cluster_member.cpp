@@ -73,6 +73,7 @@ ClusterMember::~ClusterMember() {
 
 void ClusterMember::Start() {
   thread_ = std::thread([this] { Loop(); });
+  beat_thread_ = std::thread([this] { BeatLoop(); });
   guard_ = std::thread([this] { Guard(); });
 }
 
@@ -193,6 +194,10 @@ void ClusterMember::Beat() {
     auto put = db_.PutDoc(id, w.str());
     if (put.ok() && put->ok) {
       member_rev_ = put->rev;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        beat_error_.clear();
+      }
       // The others see this member live for lease_ttl from no earlier than
       // now: every lease it holds is renewed with it.
       std::lock_guard<std::mutex> lock(lease_mu_);
@@ -208,8 +213,31 @@ void ClusterMember::Beat() {
         continue;
       }
     }
-    Fail("heartbeat", put.ok() ? Error::Temporary(put->error, put->reason) : put.error());
+    const Error e = put.ok() ? Error::Temporary(put->error, put->reason) : put.error();
+    if (e.http_status == kNotFound) prepared_ = false;  // deleted: the other thread creates it again
+    std::string text = "heartbeat: " + ScrubSecrets(e.Message());
+    std::lock_guard<std::mutex> lock(mu_);
+    if (text != beat_error_) {
+      LogWith({.db = config_.database, .error = text}, spdlog::level::warn, "cluster: {}", text);
+    }
+    beat_error_ = std::move(text);
     return;
+  }
+}
+
+// The heartbeat, every `heartbeat` (at once when the coordination database
+// has just been created).
+void ClusterMember::BeatLoop() {
+  TimePoint next = clock_.Now();
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_beat_.wait_until(lock, next, [&] { return stop_ || beat_kicked_; });
+      if (stop_) return;
+      beat_kicked_ = false;
+    }
+    next = clock_.Now() + timing_.heartbeat;
+    if (prepared_) Beat();
   }
 }
 
@@ -600,17 +628,20 @@ void ClusterMember::PublishView(const std::set<DocKey>& docs, TimePoint now) {
     std::lock_guard<std::mutex> lock(lease_mu_);
     v.leases_lost = lost_;
   }
-  v.error = error_;
   std::lock_guard<std::mutex> lock(mu_);
+  v.error = error_.empty() ? beat_error_ : error_;
   view_ = std::move(v);
 }
 
+// A pass every heartbeat, or at once when kicked (a new document, a claim,
+// a release): read the coordination database, then give back, take and
+// claim leases. The heartbeat itself is BeatLoop's.
 void ClusterMember::Loop() {
-  TimePoint next_beat = clock_.Now();
+  TimePoint next_pass = clock_.Now();
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_until(lock, next_beat, [&] { return stop_ || kicked_; });
+      cv_.wait_until(lock, next_pass, [&] { return stop_ || kicked_; });
       if (stop_) return;
       kicked_ = false;
     }
@@ -620,16 +651,16 @@ void ClusterMember::Loop() {
       Status created = db_.CreateDb();
       if (created.ok() || created.error().http_status == kExists) {
         prepared_ = true;
+        std::lock_guard<std::mutex> lock(mu_);
+        beat_kicked_ = true;  // the first heartbeat now
+        cv_beat_.notify_one();
       } else {
         Fail("creating " + config_.database, created.error());
       }
     }
     const TimePoint start = clock_.Now();
-    const bool beat = start >= next_beat;
-    if (beat) {
-      next_beat = start + timing_.heartbeat;
-      Beat();
-    }
+    const bool beat = start >= next_pass;
+    if (beat) next_pass = start + timing_.heartbeat;
     bool read = prepared_ && ReadChanges();
     GiveUpLate(clock_.Now());
     const std::set<DocKey> docs = Docs();  // one copy per pass
@@ -657,9 +688,11 @@ void ClusterMember::Stop(bool give_back) {
     stop_ = true;
     cv_.notify_one();
     cv_guard_.notify_one();
+    cv_beat_.notify_one();
   }
   cancel_.Cancel();  // a request hanging on an unreachable server ends now
   if (thread_.joinable()) thread_.join();
+  if (beat_thread_.joinable()) beat_thread_.join();
   if (guard_.joinable()) guard_.join();
   if (!give_back || !prepared_) return;
   db_.SetCancel(nullptr);

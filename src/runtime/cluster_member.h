@@ -23,6 +23,7 @@
 // back (ReleaseJob) once the job's runs have ended.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -83,6 +84,7 @@ class ClusterMember {
 
  private:
   void Loop();
+  void BeatLoop();
   void Guard();
   int HeldCount() const;
   void Beat();
@@ -128,6 +130,11 @@ class ClusterMember {
   Clock& clock_;
   CancelToken cancel_;
   std::thread thread_;
+  // Writes the heartbeat every `heartbeat` on its own, so that however long
+  // the thread above takes over reading and writing leases (thousands of
+  // them while the server is busy), the heartbeat, and with it every lease
+  // held, is renewed on time.
+  std::thread beat_thread_;
   // Gives up leases not renewed in time even while the thread above hangs in
   // a request to an unreachable server.
   std::thread guard_;
@@ -136,6 +143,9 @@ class ClusterMember {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::condition_variable cv_guard_;
+  std::condition_variable cv_beat_;
+  bool beat_kicked_ = false;
+  std::string beat_error_;  // the heartbeat's last failure, "" while fine
   bool stop_ = false;
   bool kicked_ = false;
   std::set<DocKey> docs_;
@@ -157,9 +167,9 @@ class ClusterMember {
   cluster::JobBook job_book_;
   std::map<std::string, DocKey> own_jobs_;  // job leases held: job id -> its document
   std::set<std::string> watching_;          // held elsewhere: a duplicate here waits
-  std::string member_rev_;
+  std::string member_rev_;  // the heartbeat thread's
   std::string since_ = "0";
-  bool prepared_ = false;
+  std::atomic<bool> prepared_{false};  // the coordination database exists
   uint64_t conflicts_ = 0;
   std::string error_;
 };

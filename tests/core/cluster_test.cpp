@@ -202,11 +202,17 @@ TEST_CASE("cluster own leases: the heartbeat renews them all; jobs stop two hear
   own.Renewed(At(5s));  // a heartbeat landed: both count from 5 s
   CHECK(own.MustStop(At(24s)).empty());
   CHECK(own.MustStop(At(25s)) == std::vector<DocKey>{d1, d2});  // 5 s + 30 s - 2 × 5 s
-  // A lease taken after the last heartbeat counts from its own write.
+  // A lease taken after the last heartbeat counts from that heartbeat (the others
+  // judge it by the holder's heartbeat), even when the take's answer came late.
   DocKey d3{"_replicator", "3"};
   own.Written(d3, At(8s));
-  CHECK(own.MustStop(At(25s)).size() == 2);
-  CHECK(own.MustStop(At(28s)).size() == 3);
+  CHECK(own.MustStop(At(24s)).empty());
+  CHECK(own.MustStop(At(25s)).size() == 3);
+  // Before any heartbeat landed, a lease counts from its take.
+  OwnLeases fresh(t);
+  fresh.Written(d1, At(8s));
+  CHECK(fresh.MustStop(At(27s)).empty());
+  CHECK(fresh.MustStop(At(28s)) == std::vector<DocKey>{d1});
   // Stopped before anyone else may take them: another member judges this one dead
   // lease_ttl after it last saw its heartbeat change, no earlier than when it was written.
   Membership other("them", t);
@@ -216,6 +222,8 @@ TEST_CASE("cluster own leases: the heartbeat renews them all; jobs stop two hear
   own.Released(d1);
   CHECK_FALSE(own.Holds(d1));
   CHECK(own.Held() == std::set<DocKey>{d2, d3});
+  own.Renewed(At(40s));
+  CHECK(own.MustStop(At(59s)).empty());
 }
 
 TEST_CASE("cluster reconcile: take what is mine and not held, release what moved or is gone") {

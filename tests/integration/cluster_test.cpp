@@ -545,9 +545,13 @@ TEST_CASE("cluster: two documents for one replication on two instances run it on
   }
   CHECK(JsonText(StatusGet(ports["b"], "/_scheduler/jobs").body, {"total_rows"}) == "0");
   CHECK(JsonText(StatusGet(ports["a"], "/_scheduler/jobs").body, {"total_rows"}) == std::to_string(kPairs));
-  CHECK(MetricSum(ports["a"], "couchrepd_cluster_job_leases_held") == kPairs);
-  CHECK(MetricSum(ports["b"], "couchrepd_cluster_duplicates_elsewhere") == kPairs);
+  // The cluster view is published after each coordination pass.
+  CHECK(WaitUntil([&] {
+    return MetricSum(ports["a"], "couchrepd_cluster_job_leases_held") == kPairs &&
+           MetricSum(ports["b"], "couchrepd_cluster_duplicates_elsewhere") == kPairs;
+  }, 10s));
   CHECK(JsonText(StatusGet(ports["b"], "/_cluster").body, {"duplicates_elsewhere"}) == std::to_string(kPairs));
+  CHECK(JsonText(StatusGet(ports["a"], "/_cluster").body, {"job_leases_held"}) == std::to_string(kPairs));
 
   // The triggering documents of the first half go: their duplicates take over
   // on b and continue from the checkpoints a wrote.
@@ -606,4 +610,33 @@ TEST_CASE("cluster: two documents for one replication on two instances run it on
     }
     return true;
   }, 60s));
+}
+
+TEST_CASE("cluster: slow lease writes (a busy server) do not delay the heartbeat: no lease is given up") {
+  constexpr int kDocs = 10;
+  TestServer server;
+  auto root = ServerClient(server);
+  CouchClient rep = root.Database("_replicator");
+  Instances cluster;
+  cluster.Start("a", ClusterConfig(server, "a"));
+  REQUIRE(WaitUntil([&] { return LiveMembers(cluster.ports["a"]).size() == 1; }, 30s));
+  // Every lease and job lease write takes 3 s, more than lease_ttl - 2 x heartbeat (2 s);
+  // the heartbeat (a PUT of member:a) is not slowed.
+  auto faults = server.Request("POST", "/_test/faults",
+                               R"({"method":"POST","path":"^/couchrepd/_bulk_docs","delay_ms":3000,"count":40})");
+  REQUIRE(faults.status == 201);
+  SetUpContinuous(server, rep, kDocs);
+  std::map<std::string, std::string> who;
+  REQUIRE(WaitUntil([&] { return AllRunningOnce(cluster.ports, kDocs, who); }, 60s));
+  // A few more heartbeats with the writes still slow.
+  auto more = server.Request("POST", "/_test/faults",
+                             R"({"method":"POST","path":"^/couchrepd/_bulk_docs","delay_ms":3000,"count":40})");
+  REQUIRE(more.status == 201);
+  REQUIRE(rep.PutDoc("cont-extra", RepDocJson("csrc-000", "ctgt-extra", true)).ok());
+  REQUIRE(WaitUntil([&] { return AllRunningOnce(cluster.ports, kDocs + 1, who); }, 60s));
+  const std::string log = cluster.serves["a"]->Log();
+  INFO(log.substr(log.size() > 6000 ? log.size() - 6000 : 0));
+  CHECK(log.find("could not renew") == std::string::npos);
+  CHECK(MetricSum(cluster.ports["a"], "couchrepd_cluster_leases_lost_total") == 0);
+  CHECK(MetricSum(cluster.ports["a"], "couchrepd_cluster_leases_held") == kDocs + 1);
 }
