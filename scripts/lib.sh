@@ -14,6 +14,36 @@ APT_PACKAGES=(g++ meson ninja-build pkg-config cmake libcpp-httplib-dev libsimdj
 
 log() { printf '\033[1m[couchrepd]\033[0m %s\n' "$*" >&2; }
 
+# Whether process PID is alive (not a zombie). Reads /proc/PID/stat once: a
+# process that exits meanwhile is simply not running (no test-then-read race).
+running() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [ -n "$stat" ] && [ "${stat:0:1}" != Z ]
+}
+
+# stop_pid PID SECONDS: SIGTERM, then SIGKILL after SECONDS; its exit status in STOP_RC
+# (PID must be a child of this shell for the status).
+STOP_RC=0
+stop_pid() {
+  local pid="$1" secs="$2" i
+  STOP_RC=0
+  [ -n "$pid" ] || return 0
+  if running "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < secs * 10; i++)); do
+      running "$pid" || break
+      sleep 0.1
+    done
+    if running "$pid"; then
+      log "pid $pid did not stop within ${secs}s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || STOP_RC=$?
+}
+
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }

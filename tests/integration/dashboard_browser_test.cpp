@@ -471,6 +471,6 @@ TEST_CASE("dashboard: with cluster.enabled a Cluster panel lists the members, th
   std::string item = dom.substr(member, dom.find("</li>", member) - member);
   CHECK(item.find("solo-1 (this one)") != std::string::npos);
   CHECK(item.find("live") != std::string::npos);
-  CHECK(item.find("owns 1 · leases 1") != std::string::npos);
+  CHECK(item.find("owns 1 · leases 1 · runs 1") != std::string::npos);
   CHECK(dom.find("this instance: solo-1, 1 of 1 documents") != std::string::npos);
 }
