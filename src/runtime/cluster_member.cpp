@@ -225,17 +225,20 @@ void ClusterMember::Beat() {
   }
 }
 
+// Waits on `cv` until `until` or a kick (then clears it); false once stopping.
+bool ClusterMember::Wait(std::condition_variable& cv, bool& kicked, TimePoint until) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv.wait_until(lock, until, [&] { return stop_ || kicked; });
+  if (stop_) return false;
+  kicked = false;
+  return true;
+}
+
 // The heartbeat, every `heartbeat` (at once when the coordination database
 // has just been created).
 void ClusterMember::BeatLoop() {
   TimePoint next = clock_.Now();
-  for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_beat_.wait_until(lock, next, [&] { return stop_ || beat_kicked_; });
-      if (stop_) return;
-      beat_kicked_ = false;
-    }
+  while (Wait(cv_beat_, beat_kicked_, next)) {
     next = clock_.Now() + timing_.heartbeat;
     if (prepared_) Beat();
   }
@@ -595,6 +598,7 @@ void ClusterMember::ForgetStale(TimePoint now) {
   }
 }
 
+// `now`: when liveness is judged (Loop's judged_at_).
 void ClusterMember::PublishView(const std::set<DocKey>& docs, TimePoint now) {
   cluster::ClusterView v;
   v.self = self_;
@@ -607,13 +611,14 @@ void ClusterMember::PublishView(const std::set<DocKey>& docs, TimePoint now) {
   auto holds = book_.CountByHolder(live);
   auto jobs = job_book_.CountByHolder();
   const double unix_now = clock_.UnixSeconds();
+  const TimePoint real_now = clock_.Now();
   for (const auto& m : members_.Members(now)) {
     cluster::ClusterView::Member out;
     out.id = m.id;
     out.live = m.live;
     out.self = m.self;
     out.last_heartbeat_unix =
-        unix_now - std::chrono::duration<double>(now - m.last_change).count();
+        unix_now - std::chrono::duration<double>(real_now - m.last_change).count();
     out.owns = owns[m.id];
     out.leases = m.self ? HeldCount() : holds[m.id];
     out.jobs = m.self ? static_cast<int>(own_jobs_.size()) : jobs[m.id];
@@ -638,13 +643,7 @@ void ClusterMember::PublishView(const std::set<DocKey>& docs, TimePoint now) {
 // claim leases. The heartbeat itself is BeatLoop's.
 void ClusterMember::Loop() {
   TimePoint next_pass = clock_.Now();
-  for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_until(lock, next_pass, [&] { return stop_ || kicked_; });
-      if (stop_) return;
-      kicked_ = false;
-    }
+  while (Wait(cv_, kicked_, next_pass)) {
     // Each step reads the clock anew: a request to an unreachable server may
     // have taken the whole request timeout.
     if (!prepared_) {
@@ -661,19 +660,26 @@ void ClusterMember::Loop() {
     const TimePoint start = clock_.Now();
     const bool beat = start >= next_pass;
     if (beat) next_pass = start + timing_.heartbeat;
+    // Who is alive is judged as of when the last complete read began, not
+    // as of now: a heartbeat written before that read is in it, one written
+    // since may not have been read yet. The writes of a pass (thousands of
+    // leases on a busy server) may take longer than lease_ttl; judged as of
+    // their end, every other member would look dead.
+    const TimePoint read_start = clock_.Now();
     bool read = prepared_ && ReadChanges();
+    if (read) judged_at_ = read_start;
     GiveUpLate(clock_.Now());
     const std::set<DocKey> docs = Docs();  // one copy per pass
     if (read) {
       error_.clear();
       WriteJobReleases(false);  // before the documents' leases: a moved job's new owner claims it next
       WriteReleases(docs, false);
-      Rebalance(docs, clock_.Now());
-      ClaimJobs(docs, clock_.Now());
-      WatchJobs(docs, clock_.Now());
-      if (beat) ForgetStale(clock_.Now());
+      Rebalance(docs, judged_at_);
+      ClaimJobs(docs, judged_at_);
+      WatchJobs(docs, judged_at_);
+      if (beat) ForgetStale(judged_at_);
     }
-    PublishView(docs, clock_.Now());
+    PublishView(docs, judged_at_);
   }
 }
 
@@ -705,7 +711,7 @@ void ClusterMember::Stop(bool give_back) {
     auto gone = db_.DeleteDoc(cluster::MemberDocId(self_), member_rev_);
     if (!gone.ok()) Fail("deleting the heartbeat document", gone.error());
   }
-  PublishView(docs, clock_.Now());
+  PublishView(docs, judged_at_);
 }
 
 }  // namespace couchrepd

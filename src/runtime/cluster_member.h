@@ -83,6 +83,7 @@ class ClusterMember {
   const std::string& instance_id() const { return self_; }
 
  private:
+  bool Wait(std::condition_variable& cv, bool& kicked, TimePoint until);
   void Loop();
   void BeatLoop();
   void Guard();
@@ -169,6 +170,7 @@ class ClusterMember {
   std::set<std::string> watching_;          // held elsewhere: a duplicate here waits
   std::string member_rev_;  // the heartbeat thread's
   std::string since_ = "0";
+  TimePoint judged_at_{};  // when the last complete read of the coordination database began
   std::atomic<bool> prepared_{false};  // the coordination database exists
   uint64_t conflicts_ = 0;
   std::string error_;

@@ -75,6 +75,16 @@ std::set<std::string> LiveMembers(int port) {
   return live;
 }
 
+// Every instance lists all of them, and only them, as live members.
+bool AllLive(const Instances& cluster) {
+  std::set<std::string> names;
+  for (const auto& [name, port] : cluster.ports) names.insert(name);
+  for (const auto& [name, port] : cluster.ports) {
+    if (LiveMembers(port) != names) return false;
+  }
+  return true;
+}
+
 // How many documents `member` owns by rendezvous hashing, as the instance at `port` sees it.
 int Owns(int port, const std::string& member) {
   Got got = StatusGet(port, "/_cluster");
@@ -200,12 +210,7 @@ TEST_CASE("cluster: 3 instances share 300 documents, each run by exactly one; ki
   Instances cluster;
   auto& [serves, ports] = cluster;
   for (const std::string name : {"a", "b", "c"}) cluster.Start(name, ClusterConfig(server, name));
-  REQUIRE(WaitUntil([&] {
-    for (const auto& [name, port] : ports) {
-      if (LiveMembers(port) != std::set<std::string>{"a", "b", "c"}) return false;
-    }
-    return true;
-  }, 30s));
+  REQUIRE(WaitUntil([&] { return AllLive(cluster); }, 30s));
   SetUpDocuments(server, rep);
 
   // Every document on exactly one instance: one-shot ones completed (in the
@@ -328,7 +333,7 @@ TEST_CASE("cluster: a fourth instance joins; each moved job checkpoints and stop
   Instances cluster;
   auto& [serves, ports] = cluster;
   for (const std::string name : {"a", "b", "c"}) cluster.Start(name, ClusterConfig(server, name));
-  REQUIRE(WaitUntil([&] { return LiveMembers(ports["a"]).size() == 3 && LiveMembers(ports["c"]).size() == 3; }, 30s));
+  REQUIRE(WaitUntil([&] { return AllLive(cluster); }, 30s));
   SetUpContinuous(server, rep, kDocs);
   std::map<std::string, std::string> before;
   REQUIRE(WaitUntil([&] { return AllRunningOnce(ports, kDocs, before); }, 90s));
@@ -407,7 +412,7 @@ TEST_CASE("cluster: an instance cut off from the server stops its jobs before it
     if (name == "c") config.replace(config.find(server.url()), server.url().size(), proxy.url());
     cluster.Start(name, config);
   }
-  REQUIRE(WaitUntil([&] { return LiveMembers(ports["a"]).size() == 3 && LiveMembers(ports["c"]).size() == 3; }, 30s));
+  REQUIRE(WaitUntil([&] { return AllLive(cluster); }, 30s));
   SetUpContinuous(server, rep, kDocs);
   std::map<std::string, std::string> before;
   REQUIRE(WaitUntil([&] { return AllRunningOnce(ports, kDocs, before); }, 90s));
@@ -486,9 +491,7 @@ TEST_CASE("cluster: two documents for one replication on two instances run it on
   Instances cluster;
   auto& [serves, ports] = cluster;
   for (const std::string name : {"a", "b"}) cluster.Start(name, ClusterConfig(server, name));
-  REQUIRE(WaitUntil([&] {
-    return LiveMembers(ports["a"]).size() == 2 && LiveMembers(ports["b"]).size() == 2;
-  }, 30s));
+  REQUIRE(WaitUntil([&] { return AllLive(cluster); }, 30s));
 
   // Pair i: x owned by a and y owned by b (rendezvous hashing over {a, b}),
   // both csrc-i -> ctgt-i, continuous: one replication id.
@@ -619,7 +622,7 @@ TEST_CASE("cluster: slow lease writes (a busy server) do not delay the heartbeat
   CouchClient rep = root.Database("_replicator");
   Instances cluster;
   cluster.Start("a", ClusterConfig(server, "a"));
-  REQUIRE(WaitUntil([&] { return LiveMembers(cluster.ports["a"]).size() == 1; }, 30s));
+  REQUIRE(WaitUntil([&] { return AllLive(cluster); }, 30s));
   // Every lease and job lease write takes 3 s, more than lease_ttl - 2 x heartbeat (2 s);
   // the heartbeat (a PUT of member:a) is not slowed.
   auto faults = server.Request("POST", "/_test/faults",
@@ -639,4 +642,51 @@ TEST_CASE("cluster: slow lease writes (a busy server) do not delay the heartbeat
   CHECK(log.find("could not renew") == std::string::npos);
   CHECK(MetricSum(cluster.ports["a"], "couchrepd_cluster_leases_lost_total") == 0);
   CHECK(MetricSum(cluster.ports["a"], "couchrepd_cluster_leases_held") == kDocs + 1);
+}
+
+TEST_CASE("cluster: slow coordination writes between two reads do not make a live member look dead") {
+  constexpr int kDocs = 20;
+  TestServer server;
+  auto root = ServerClient(server);
+  CouchClient rep = root.Database("_replicator");
+  Instances cluster;
+  for (const std::string name : {"a", "b"}) cluster.Start(name, ClusterConfig(server, name));
+  REQUIRE(WaitUntil([&] { return AllLive(cluster); }, 30s));
+  // Every lease write (takes, job leases, their release as one-shot jobs complete) takes
+  // 4.5 s, longer than lease_ttl (4 s); the heartbeats are not slowed, so both members
+  // stay live. A member that judged liveness after such a write, by the time it last read
+  // the others' heartbeats, would see the other dead and take its documents.
+  auto faults = server.Request("POST", "/_test/faults",
+                               R"({"method":"POST","path":"^/couchrepd/_bulk_docs","delay_ms":4500,"count":200})");
+  REQUIRE(faults.status == 201);
+  CouchClient src = root.Database("osrc-000");
+  REQUIRE(src.CreateDb().ok());
+  PutPlainDocs(src, 0, 4, "o");
+  std::vector<std::string> docs;
+  for (int i = 0; i < kDocs; ++i) {
+    docs.push_back("{\"_id\":\"once-" + Num(i) + "\"," + RepDocJson("osrc-000", "otgt-" + Num(i), false).substr(1));
+  }
+  REQUIRE(rep.BulkDocs(docs, true).ok());
+  bool done = WaitUntil([&] {
+    for (int i = 0; i < kDocs; ++i) {
+      if (StateOf(rep, "once-" + Num(i)) != "completed") return false;
+    }
+    return true;
+  }, 120s);
+  REQUIRE(done);
+  // A few more passes with completions' job leases given back meanwhile.
+  std::this_thread::sleep_for(6s);
+  for (const auto& [name, serve] : cluster.serves) {
+    const std::string log = serve->Log();
+    INFO(name << ": " << log.substr(log.size() > 6000 ? log.size() - 6000 : 0));
+    CHECK(log.find("taken by another member") == std::string::npos);
+    CHECK(MetricSum(cluster.ports[name], "couchrepd_cluster_leases_lost_total") == 0);
+  }
+  CHECK(AllLive(cluster));
+  auto who = WhoShows(cluster.ports);
+  CHECK(who.size() == kDocs);
+  for (const auto& [doc, names] : who) {
+    INFO(doc);
+    CHECK(names.size() == 1);
+  }
 }
