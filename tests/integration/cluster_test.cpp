@@ -85,6 +85,18 @@ bool AllLive(const Instances& cluster) {
   return true;
 }
 
+// A test server and clustered instances `names` (ClusterConfig), all seeing each other live.
+struct ClusterSetUp {
+  TestServer server;
+  CouchClient root = ServerClient(server);
+  CouchClient rep = root.Database("_replicator");
+  Instances cluster;
+  explicit ClusterSetUp(const std::vector<std::string>& names) {
+    for (const auto& name : names) cluster.Start(name, ClusterConfig(server, name));
+    REQUIRE(WaitUntil([&] { return AllLive(cluster); }, 30s));
+  }
+};
+
 // How many documents `member` owns by rendezvous hashing, as the instance at `port` sees it.
 int Owns(int port, const std::string& member) {
   Got got = StatusGet(port, "/_cluster");
@@ -204,13 +216,9 @@ bool NewDocumentsArrive(TestServer& server, const std::vector<std::string>& docs
 }  // namespace
 
 TEST_CASE("cluster: 3 instances share 300 documents, each run by exactly one; kill -9 moves its jobs, resumed from their checkpoints") {
-  TestServer server;
-  auto root = ServerClient(server);
-  CouchClient rep = root.Database("_replicator");
-  Instances cluster;
+  ClusterSetUp set_up({"a", "b", "c"});
+  auto& [server, root, rep, cluster] = set_up;
   auto& [serves, ports] = cluster;
-  for (const std::string name : {"a", "b", "c"}) cluster.Start(name, ClusterConfig(server, name));
-  REQUIRE(WaitUntil([&] { return AllLive(cluster); }, 30s));
   SetUpDocuments(server, rep);
 
   // Every document on exactly one instance: one-shot ones completed (in the
@@ -327,13 +335,9 @@ TEST_CASE("cluster: 3 instances share 300 documents, each run by exactly one; ki
 
 TEST_CASE("cluster: a fourth instance joins; each moved job checkpoints and stops on its old owner before it starts on the new one") {
   constexpr int kDocs = 80;
-  TestServer server;
-  auto root = ServerClient(server);
-  CouchClient rep = root.Database("_replicator");
-  Instances cluster;
+  ClusterSetUp set_up({"a", "b", "c"});
+  auto& [server, root, rep, cluster] = set_up;
   auto& [serves, ports] = cluster;
-  for (const std::string name : {"a", "b", "c"}) cluster.Start(name, ClusterConfig(server, name));
-  REQUIRE(WaitUntil([&] { return AllLive(cluster); }, 30s));
   SetUpContinuous(server, rep, kDocs);
   std::map<std::string, std::string> before;
   REQUIRE(WaitUntil([&] { return AllRunningOnce(ports, kDocs, before); }, 90s));
@@ -485,13 +489,9 @@ TEST_CASE("cluster: the heartbeat document of a member dead for 10 lease_ttl is 
 
 TEST_CASE("cluster: two documents for one replication on two instances run it once; the duplicate takes over when the triggering document goes, and defers to it after a failover") {
   constexpr int kPairs = 8;
-  TestServer server;
-  auto root = ServerClient(server);
-  CouchClient rep = root.Database("_replicator");
-  Instances cluster;
+  ClusterSetUp set_up({"a", "b"});
+  auto& [server, root, rep, cluster] = set_up;
   auto& [serves, ports] = cluster;
-  for (const std::string name : {"a", "b"}) cluster.Start(name, ClusterConfig(server, name));
-  REQUIRE(WaitUntil([&] { return AllLive(cluster); }, 30s));
 
   // Pair i: x owned by a and y owned by b (rendezvous hashing over {a, b}),
   // both csrc-i -> ctgt-i, continuous: one replication id.
@@ -646,12 +646,8 @@ TEST_CASE("cluster: slow lease writes (a busy server) do not delay the heartbeat
 
 TEST_CASE("cluster: slow coordination writes between two reads do not make a live member look dead") {
   constexpr int kDocs = 20;
-  TestServer server;
-  auto root = ServerClient(server);
-  CouchClient rep = root.Database("_replicator");
-  Instances cluster;
-  for (const std::string name : {"a", "b"}) cluster.Start(name, ClusterConfig(server, name));
-  REQUIRE(WaitUntil([&] { return AllLive(cluster); }, 30s));
+  ClusterSetUp set_up({"a", "b"});
+  auto& [server, root, rep, cluster] = set_up;
   // Every lease write (takes, job leases, their release as one-shot jobs complete) takes
   // 4.5 s, longer than lease_ttl (4 s); the heartbeats are not slowed, so both members
   // stay live. A member that judged liveness after such a write, by the time it last read
