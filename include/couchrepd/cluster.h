@@ -126,8 +126,8 @@ class JobBook {
   };
   void Seen(const std::string& job_id, const std::string& holder, const DocKey& doc,
             const std::string& rev);
-  void Missing(const std::string& job_id);
-  // nullptr when never seen.
+  void Missing(const std::string& job_id);  // deleted: forgotten
+  // nullptr when never seen or deleted.
   const Lease* Find(const std::string& job_id) const;
   // Job leases per holder (given-back ones not counted).
   std::map<std::string, int> CountByHolder() const;

@@ -153,7 +153,10 @@ void JobBook::Seen(const std::string& job_id, const std::string& holder, const D
   leases_[job_id] = Lease{true, holder, doc, rev};
 }
 
-void JobBook::Missing(const std::string& job_id) { leases_[job_id] = Lease{}; }
+// Forgotten, not kept as a tombstone: replication ids come and go (every
+// completed one-shot job deletes its lease), and a lease never seen is
+// judged the same as a deleted one.
+void JobBook::Missing(const std::string& job_id) { leases_.erase(job_id); }
 
 const JobBook::Lease* JobBook::Find(const std::string& job_id) const {
   auto it = leases_.find(job_id);

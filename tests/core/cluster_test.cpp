@@ -287,6 +287,7 @@ TEST_CASE("cluster job leases: one replication runs for one document; the others
   book.Seen(id, "", x, "2-r");
   CHECK(JudgeClaim(book.Find(id), y, "me", m, docs, At(1s)) == ClaimVerdict::kTake);
   book.Missing(id);
+  CHECK(book.Find(id) == nullptr);  // deleted leases are not kept
   CHECK(JudgeClaim(book.Find(id), y, "me", m, docs, At(1s)) == ClaimVerdict::kTake);
 
   // Another live member runs it for x: y is a duplicate; x itself (moved here) waits for it.
