@@ -157,15 +157,16 @@ class LeaseBook {
  public:
   // A lease document seen: its holder ("" = released) and revision.
   void Seen(const DocKey& doc, const std::string& holder, const std::string& rev);
-  // The lease document does not exist (never taken, or deleted).
+  // The lease document does not exist (deleted): forgotten, like one never
+  // seen. Documents come and go, and their leases with them.
   void Missing(const DocKey& doc);
 
   enum class Verdict {
-    kFree,         // no document, or released: create or update it
+    kFree,         // never seen, deleted or released: create or update it (a
+                   // conflict tells when it exists after all)
     kMine,         // already held by `self`
     kHeld,         // another member holds it and is live
     kExpired,      // another member holds it but is dead (or unknown): take it
-    kUnknown,      // never seen: read it first
   };
   // `live`: the live members, sorted (Membership::Live).
   Verdict Judge(const DocKey& doc, const std::string& self, const std::vector<std::string>& live) const;
@@ -174,14 +175,15 @@ class LeaseBook {
   std::optional<std::string> Holder(const DocKey& doc) const;
   // Leases per live holder.
   std::map<std::string, int> CountByHolder(const std::vector<std::string>& live) const;
+  // How many lease documents are remembered.
+  size_t Size() const { return leases_.size(); }
 
  private:
   struct Lease {
-    bool exists = false;
     std::string holder;
     std::string rev;
   };
-  std::map<DocKey, Lease> leases_;
+  std::map<DocKey, Lease> leases_;  // the existing lease documents
 };
 
 // The leases this instance holds and when each was last written.

@@ -112,17 +112,16 @@ std::vector<std::pair<std::string, std::string>> Membership::Stale(TimePoint now
 }
 
 void LeaseBook::Seen(const DocKey& doc, const std::string& holder, const std::string& rev) {
-  leases_[doc] = Lease{true, holder, rev};
+  leases_[doc] = Lease{holder, rev};
 }
 
-void LeaseBook::Missing(const DocKey& doc) { leases_[doc] = Lease{}; }
+void LeaseBook::Missing(const DocKey& doc) { leases_.erase(doc); }
 
 LeaseBook::Verdict LeaseBook::Judge(const DocKey& doc, const std::string& self,
                                     const std::vector<std::string>& live) const {
   auto it = leases_.find(doc);
-  if (it == leases_.end()) return Verdict::kUnknown;
+  if (it == leases_.end() || it->second.holder.empty()) return Verdict::kFree;
   const Lease& l = it->second;
-  if (!l.exists || l.holder.empty()) return Verdict::kFree;
   if (l.holder == self) return Verdict::kMine;
   return std::binary_search(live.begin(), live.end(), l.holder) ? Verdict::kHeld
                                                                  : Verdict::kExpired;
@@ -130,21 +129,21 @@ LeaseBook::Verdict LeaseBook::Judge(const DocKey& doc, const std::string& self,
 
 std::optional<std::string> LeaseBook::Rev(const DocKey& doc) const {
   auto it = leases_.find(doc);
-  if (it == leases_.end() || !it->second.exists) return std::nullopt;
+  if (it == leases_.end()) return std::nullopt;
   return it->second.rev;
 }
 
 std::map<std::string, int> LeaseBook::CountByHolder(const std::vector<std::string>& live) const {
   std::map<std::string, int> count;
   for (const auto& [doc, l] : leases_) {
-    if (l.exists && std::binary_search(live.begin(), live.end(), l.holder)) ++count[l.holder];
+    if (std::binary_search(live.begin(), live.end(), l.holder)) ++count[l.holder];
   }
   return count;
 }
 
 std::optional<std::string> LeaseBook::Holder(const DocKey& doc) const {
   auto it = leases_.find(doc);
-  if (it == leases_.end() || !it->second.exists) return std::nullopt;
+  if (it == leases_.end()) return std::nullopt;
   return it->second.holder;
 }
 

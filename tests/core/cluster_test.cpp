@@ -130,8 +130,7 @@ TEST_CASE("cluster leases: free, mine, held while its holder is live, expired on
   DocKey d{"_replicator", "r"};
   const std::vector<std::string> with_other{"me", "other"};
   const std::vector<std::string> alone{"me"};
-  CHECK(book.Judge(d, "me", with_other) == LeaseBook::Verdict::kUnknown);
-  book.Missing(d);
+  // Never seen: free (a conflict on taking it tells when it exists after all).
   CHECK(book.Judge(d, "me", with_other) == LeaseBook::Verdict::kFree);
   CHECK_FALSE(book.Rev(d).has_value());
   book.Seen(d, "other", "1-a");
@@ -148,6 +147,21 @@ TEST_CASE("cluster leases: free, mine, held while its holder is live, expired on
   // Deleted: free.
   book.Missing(d);
   CHECK(book.Judge(d, "me", with_other) == LeaseBook::Verdict::kFree);
+}
+
+TEST_CASE("cluster leases: a deleted lease is forgotten, so memory follows the existing leases") {
+  // Documents come and go: each deleted document's lease is deleted with it.
+  LeaseBook book;
+  for (int i = 0; i < 1000; ++i) book.Seen(DocKey{"_replicator", "r" + std::to_string(i)}, "me", "1-a");
+  CHECK(book.Size() == 1000);
+  for (int i = 0; i < 1000; ++i) book.Missing(DocKey{"_replicator", "r" + std::to_string(i)});
+  CHECK(book.Size() == 0);
+  // A forgotten lease is free to take (created anew, without a revision).
+  DocKey d{"_replicator", "r7"};
+  CHECK(book.Judge(d, "me", {"me", "other"}) == LeaseBook::Verdict::kFree);
+  CHECK_FALSE(book.Rev(d).has_value());
+  CHECK_FALSE(book.Holder(d).has_value());
+  CHECK(book.CountByHolder({"me"}).empty());
 }
 
 TEST_CASE("cluster membership: members dead for long are stale (their documents may go); never this instance") {
