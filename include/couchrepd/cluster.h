@@ -119,7 +119,6 @@ std::string JobLeaseDocId(std::string_view job_id);
 class JobBook {
  public:
   struct Lease {
-    bool exists = false;
     std::string holder;  // "" = given back
     DocKey doc;          // the document it runs for
     std::string rev;

@@ -149,7 +149,7 @@ std::optional<std::string> LeaseBook::Holder(const DocKey& doc) const {
 
 void JobBook::Seen(const std::string& job_id, const std::string& holder, const DocKey& doc,
                    const std::string& rev) {
-  leases_[job_id] = Lease{true, holder, doc, rev};
+  leases_[job_id] = Lease{holder, doc, rev};
 }
 
 // Forgotten, not kept as a tombstone: replication ids come and go (every
@@ -165,14 +165,14 @@ const JobBook::Lease* JobBook::Find(const std::string& job_id) const {
 std::map<std::string, int> JobBook::CountByHolder() const {
   std::map<std::string, int> count;
   for (const auto& [id, l] : leases_) {
-    if (l.exists && !l.holder.empty()) ++count[l.holder];
+    if (!l.holder.empty()) ++count[l.holder];
   }
   return count;
 }
 
 ClaimVerdict JudgeClaim(const JobBook::Lease* lease, const DocKey& doc, const std::string& self,
                         const Membership& members, const std::set<DocKey>& docs, TimePoint now) {
-  if (lease == nullptr || !lease->exists || lease->holder.empty()) return ClaimVerdict::kTake;
+  if (lease == nullptr || lease->holder.empty()) return ClaimVerdict::kTake;
   const bool same_doc = lease->doc == doc;
   if (lease->holder == self) return same_doc ? ClaimVerdict::kMine : ClaimVerdict::kTake;
   const std::optional<Duration> dead = members.DeadFor(lease->holder, now);

@@ -162,7 +162,7 @@ std::string ClusterMember::JobLeaseJson(const std::string& job_id, const std::st
   w.BeginObject();
   w.Key("_id").String(cluster::JobLeaseDocId(job_id));
   const cluster::JobBook::Lease* seen = job_book_.Find(job_id);
-  if (seen != nullptr && seen->exists) w.Key("_rev").String(seen->rev);
+  if (seen != nullptr) w.Key("_rev").String(seen->rev);
   if (deleted) w.Key("_deleted").Bool(true);
   w.Key("type").String("job");
   w.Key("replication_id").String(job_id);
@@ -276,7 +276,7 @@ bool ClusterMember::ReadChanges() {
         std::optional<cluster::JobBook::Lease> lease;
         if (!row.deleted && parsed) {
           lease = cluster::JobBook::Lease{
-              true, StringField(doc, "holder"),
+              StringField(doc, "holder"),
               DocKey{StringField(doc, "db"), StringField(doc, "doc_id")}, rev};
         }
         ReadJobLease(row.id.substr(kJobPrefix.size()), lease);
@@ -665,9 +665,8 @@ void ClusterMember::Loop() {
     // since may not have been read yet. The writes of a pass (thousands of
     // leases on a busy server) may take longer than lease_ttl; judged as of
     // their end, every other member would look dead.
-    const TimePoint read_start = clock_.Now();
     bool read = prepared_ && ReadChanges();
-    if (read) judged_at_ = read_start;
+    if (read) judged_at_ = start;
     GiveUpLate(clock_.Now());
     const std::set<DocKey> docs = Docs();  // one copy per pass
     if (read) {
